@@ -1,0 +1,46 @@
+"""mesofcn: detect and localize manipulated faces with the fully convolutional network of arXiv 1911.13269."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .configuration_mesofcn import MESOFCN_ID2LABEL, MesoFCNConfig
+from .image_processing_mesofcn import (
+    FaceCropWindow,
+    MesoFCNImageProcessor,
+    binarize_mask,
+    crop_face,
+    face_crop_window,
+    to_rgb_uint8,
+    upsample_segmentation_map,
+)
+from .modeling_mesofcn import (
+    MesoFCNDetectionOutput,
+    MesoFCNForDeepfakeDetection,
+    MesoFCNModel,
+    MesoFCNPreTrainedModel,
+    mask_label_positions,
+    sample_mask_labels,
+)
+from .registration import register_auto_classes
+
+register_auto_classes()
+
+__all__ = [
+    "MESOFCN_ID2LABEL",
+    "FaceCropWindow",
+    "MesoFCNConfig",
+    "MesoFCNDetectionOutput",
+    "MesoFCNForDeepfakeDetection",
+    "MesoFCNImageProcessor",
+    "MesoFCNModel",
+    "MesoFCNPreTrainedModel",
+    "__version__",
+    "binarize_mask",
+    "crop_face",
+    "face_crop_window",
+    "mask_label_positions",
+    "sample_mask_labels",
+    "to_rgb_uint8",
+    "upsample_segmentation_map",
+]

@@ -1,0 +1,34 @@
+"""Registration of the MesoFCN classes with transformers' Auto* factories, for installed and remote-code use."""
+
+from __future__ import annotations
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+)
+
+from .configuration_mesofcn import MesoFCNConfig
+from .image_processing_mesofcn import MesoFCNImageProcessor
+from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+
+#: Auto classes that load the dual-head detector. `AutoModel` is among them on purpose: users of this package
+#: mean the detector when they say `AutoModel.from_pretrained(...)`.
+DETECTOR_AUTO_CLASSES = (AutoModel, AutoModelForImageClassification, AutoModelForSemanticSegmentation)
+
+
+def register_auto_classes() -> None:
+    """Make `Auto*.from_pretrained` resolve `model_type="mesofcn"`, and make checkpoints carry their code."""
+    AutoConfig.register(MesoFCNConfig.model_type, MesoFCNConfig, exist_ok=True)
+    for auto_class in DETECTOR_AUTO_CLASSES:
+        auto_class.register(MesoFCNConfig, MesoFCNForDeepfakeDetection, exist_ok=True)
+    AutoImageProcessor.register(MesoFCNConfig, image_processor_classes={"pil": MesoFCNImageProcessor}, exist_ok=True)
+    # Saved checkpoints then include the code files and an `auto_map`, for `trust_remote_code=True` users.
+    MesoFCNConfig.register_for_auto_class("AutoConfig")
+    MesoFCNForDeepfakeDetection.register_for_auto_class("AutoModel")
+    MesoFCNImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+
+__all__ = ["DETECTOR_AUTO_CLASSES", "register_auto_classes"]
