@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,3 +47,79 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     make_model(seed=1).save_pretrained(path)
     MesoFCNImageProcessor().save_pretrained(path)
     return path
+
+
+def write_video(path: Path, frames, fps: int = 25, codec: str = "libx264") -> Path:
+    """Encode RGB uint8 frames (even sizes) as a small video file."""
+    import av
+
+    frames = list(frames)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def save_biased_checkpoint(path: Path, fake_logit: float) -> Path:
+    """A checkpoint whose classifier says fake (positive `fake_logit`) or real (negative) for every face."""
+    model = make_model(seed=2)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, fake_logit]))
+        model.segmentation_head.weight.zero_()
+        model.segmentation_head.bias.copy_(torch.tensor([0.0, fake_logit]))
+    model.save_pretrained(path)
+    MesoFCNImageProcessor().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_checkpoint(tmp_path_factory) -> Path:
+    """Every face scores P(fake) = sigmoid(4) ~ 0.982."""
+    return save_biased_checkpoint(tmp_path_factory.mktemp("fake_checkpoint"), 4.0)
+
+
+@pytest.fixture(scope="session")
+def face_photo(shared_data) -> Path:
+    return shared_data / "faces" / "krasserm_lfw" / "Tony_Blair" / "Tony_Blair_0002.jpg"
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, face_photo) -> Path:
+    """20 frames at 25 fps of a real photo drifting right by 2 px per frame (one face, one track)."""
+    from PIL import Image
+
+    photo = np.asarray(Image.open(face_photo).convert("RGB").resize((256, 256)))
+    canvas = np.zeros((256, 320, 3), dtype=np.uint8)
+    frames = []
+    for i in range(20):
+        frame = canvas.copy()
+        frame[:, 2 * i : 2 * i + 256] = photo
+        frames.append(frame)
+    return write_video(tmp_path_factory.mktemp("video") / "face.mp4", frames)
+
+
+def run_python_without_mesofcn(script: str, *args, workdir: Path) -> dict:
+    """Run `script` in a fresh offline interpreter (the caller's script blocks `import mesofcn` itself) and
+    return the JSON object it prints last."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HOME": str(workdir / "hf"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -23,7 +20,7 @@ from transformers import (
 )
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
-from tests.conftest import make_model
+from tests.conftest import make_model, run_python_without_mesofcn
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +127,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 
 def test_checkpoint_loads_with_trust_remote_code_without_the_package(checkpoint_dir, tmp_path):
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    completed = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(checkpoint_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_python_without_mesofcn(REMOTE_SCRIPT, checkpoint_dir, workdir=tmp_path)
     assert result["model"].startswith("transformers_modules.")
     assert result["classifier"] == "MesoFCNForDeepfakeDetection"
     assert result["processor"] == "MesoFCNImageProcessor"

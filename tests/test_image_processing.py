@@ -187,3 +187,22 @@ def test_post_process_semantic_segmentation_sizes_and_labels():
     assert maps[0].shape == (60, 80) and maps[1].shape == (10, 10)
     assert maps[0][:, :30].sum() == 0 and maps[0][:, 50:].all()
     assert maps[1].sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("array", "expected_shape"),
+    [
+        (np.zeros((1, 1, 3), np.uint8), (1, 1, 3)),
+        (np.zeros((3, 3, 3), np.uint8), (3, 3, 3)),
+        (np.zeros((4, 7, 3), np.uint8), (4, 7, 3)),
+        (np.zeros((3, 5, 7), np.uint8), (5, 7, 3)),
+        (np.zeros((1, 5, 7), np.uint8), (5, 7, 3)),
+    ],
+)
+def test_a_trailing_channel_axis_wins_over_a_leading_one(array, expected_shape):
+    assert to_rgb_uint8(array).shape == expected_shape
+
+
+def test_big_endian_16_bit_arrays_are_scaled():
+    array = np.full((4, 4), 65535, dtype=">u2")
+    assert (to_rgb_uint8(array) == 255).all()

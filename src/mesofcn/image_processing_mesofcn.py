@@ -17,7 +17,6 @@ from transformers.image_utils import (
     IMAGENET_STANDARD_STD,
     ChannelDimension,
     PILImageResampling,
-    infer_channel_dimension_format,
 )
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType
@@ -87,6 +86,33 @@ def cut_window(image: np.ndarray, window: FaceCropWindow) -> np.ndarray:
             top:bottom, left:right
         ]
     return region
+
+
+def heatmap_on_frame(
+    patch_map: np.ndarray | torch.Tensor,
+    window: FaceCropWindow,
+    frame_height: int,
+    frame_width: int,
+    crop_size: int = 128,
+) -> np.ndarray:
+    """
+    A face's per-patch map (e.g. 49x49 P(fake)) placed back where its crop came from: a float32
+    (frame_height, frame_width) array, zero outside the crop window. The inverse of the crop geometry.
+    """
+    grid = torch.as_tensor(np.asarray(patch_map, dtype=np.float32))
+    on_crop = upsample_segmentation_map(grid, crop_size).numpy()
+    on_window = np.asarray(
+        Image.fromarray(on_crop, mode="F").resize((window.side, window.side), resample=Image.BILINEAR),
+        dtype=np.float32,
+    )
+    heatmap = np.zeros((frame_height, frame_width), dtype=np.float32)
+    top, left = max(window.top, 0), max(window.left, 0)
+    bottom, right = min(window.top + window.side, frame_height), min(window.left + window.side, frame_width)
+    if bottom > top and right > left:
+        heatmap[top:bottom, left:right] = on_window[
+            top - window.top : bottom - window.top, left - window.left : right - window.left
+        ]
+    return heatmap
 
 
 def resize_square(image: np.ndarray, size: int, resample: PILImageResampling | int) -> np.ndarray:
@@ -167,20 +193,23 @@ def pil_to_rgb_uint8(image: Image.Image) -> np.ndarray:
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:
-    """(H, W) -> (H, W, 1); channels-first (C, H, W) -> (H, W, C)."""
+    """(H, W) -> (H, W, 1); (H, W, C) kept; channels-first (C, H, W) -> (H, W, C). C is 1, 3 or 4, and a
+    trailing channel axis wins when both ends could be one (a 3x3 RGB image stays as it is)."""
     if array.ndim == 2:
         return array[:, :, None]
     if array.ndim != 3:
         raise ValueError(f"an image must have 2 or 3 dimensions, got shape {array.shape}")
-    try:
-        layout = infer_channel_dimension_format(array, num_channels=(1, 3, 4))
-    except ValueError:
-        raise ValueError(f"an image must have 1, 3 or 4 channels, got shape {array.shape}") from None
-    return np.moveaxis(array, 0, -1) if layout == ChannelDimension.FIRST else array
+    if array.shape[2] in (1, 3, 4):
+        return array
+    if array.shape[0] in (1, 3, 4):
+        return np.moveaxis(array, 0, -1)
+    raise ValueError(f"an image must have 1, 3 or 4 channels, got shape {array.shape}")
 
 
 def to_uint8_values(array: np.ndarray) -> np.ndarray:
     """Map an array's values to 0..255 by dtype: uint16 and int32 images are 16-bit, floats are in [0, 1]."""
+    if array.dtype.byteorder == ">":  # big-endian 16-bit TIFFs
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
@@ -397,6 +426,7 @@ __all__ = [
     "binarize_mask",
     "crop_face",
     "face_crop_window",
+    "heatmap_on_frame",
     "to_rgb_uint8",
     "upsample_segmentation_map",
 ]

@@ -9,10 +9,15 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSemanticSegmentation,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_mesofcn import MesoFCNConfig
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+from .pipeline_mesofcn import DeepfakeDetectionPipeline
+
+#: The task name of `pipeline("deepfake-detection", ...)`.
+DETECTION_TASK = "deepfake-detection"
 
 #: Auto classes that load the dual-head detector. `AutoModel` is among them on purpose: users of this package
 #: mean the detector when they say `AutoModel.from_pretrained(...)`.
@@ -25,10 +30,14 @@ def register_auto_classes() -> None:
     for auto_class in DETECTOR_AUTO_CLASSES:
         auto_class.register(MesoFCNConfig, MesoFCNForDeepfakeDetection, exist_ok=True)
     AutoImageProcessor.register(MesoFCNConfig, image_processor_classes={"pil": MesoFCNImageProcessor}, exist_ok=True)
+    if DETECTION_TASK not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(
+            DETECTION_TASK, pipeline_class=DeepfakeDetectionPipeline, pt_model=AutoModel, type="image"
+        )
     # Saved checkpoints then include the code files and an `auto_map`, for `trust_remote_code=True` users.
     MesoFCNConfig.register_for_auto_class("AutoConfig")
     MesoFCNForDeepfakeDetection.register_for_auto_class("AutoModel")
     MesoFCNImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
-__all__ = ["DETECTOR_AUTO_CLASSES", "register_auto_classes"]
+__all__ = ["DETECTION_TASK", "DETECTOR_AUTO_CLASSES", "register_auto_classes"]

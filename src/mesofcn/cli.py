@@ -1,0 +1,183 @@
+"""The `mesofcn` command line: `mesofcn detect INPUT...` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+NO_DEFAULT_MODEL = (
+    "no trained default model ships with mesofcn {version} yet: pass --model with a checkpoint folder "
+    "(save_pretrained output) or a Hub id such as org/name that is in your Hugging Face cache"
+)
+
+
+class CommandError(Exception):
+    """A problem with the command itself (bad option, unloadable model): reported in one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mesofcn",
+        description="Detect and localize manipulated faces (deepfakes) in images and videos.",
+    )
+    parser.add_argument("--version", action="version", version=f"mesofcn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_detect_parser(commands)
+    return parser
+
+
+def add_detect_parser(commands) -> None:
+    detect = commands.add_parser(
+        "detect",
+        help="is this image or video manipulated, and where?",
+        description="Find the faces in each input, score each with MesoFCN, link them into tracks across "
+        "frames and give a verdict per input (the most suspicious face track).",
+    )
+    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
+    detect.add_argument("--model", help="checkpoint folder or Hub id (resolved from the HF cache when offline)")
+    sampling = detect.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
+    sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
+    detect.add_argument("--threshold", type=probability, default=0.5, help="P(fake) from which a face is fake")
+    detect.add_argument("--batch-size", type=positive_int, default=16, help="faces per network batch")
+    detect.add_argument("--json", type=Path, metavar="OUT.json", help="write the reports as a JSON list")
+    detect.add_argument(
+        "--overlay",
+        type=Path,
+        metavar="OUT",
+        help="write an annotated copy (MP4 for videos, PNG for images); a folder when there are several inputs",
+    )
+    detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    detect.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
+    detect.add_argument("--quiet", action="store_true", help="no progress bars")
+    detect.set_defaults(handler=run_detect)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):
+    """The deepfake-detection pipeline for `model` (folder or Hub id), with a one-line error when it can't load."""
+    if not model:
+        raise CommandError(NO_DEFAULT_MODEL.format(version=__version__))
+    from transformers import pipeline
+
+    from .inference import resolve_dtype
+
+    if not Path(model).is_dir() and (Path(model).exists() or model.count("/") != 1):
+        raise CommandError(f"{model}: not a checkpoint folder or a Hub id of the form org/name")
+    try:
+        return pipeline(
+            "deepfake-detection",
+            model=model,
+            device=device,
+            dtype=resolve_dtype(dtype),
+            batch_size=batch_size,
+            trust_remote_code=False,
+        )
+    except Exception as error:  # transformers raises OSError, ValueError, KeyError... for unloadable checkpoints
+        raise CommandError(f"{model}: cannot load this model ({first_line(error)})") from error
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size)
+    overlay_paths = plan_overlays(args.inputs, args.overlay)
+    call_options = {"threshold": args.threshold, "progress": not args.quiet, "return_heatmaps": False}
+    if args.every or args.frames:
+        call_options.update(every=args.every, num_frames=args.frames)
+    if args.max_image_pixels:
+        call_options["max_image_pixels"] = args.max_image_pixels
+    reports, failures = [], 0
+    for path, overlay in zip(args.inputs, overlay_paths, strict=True):
+        report = detect_one(detector, path, call_options, overlay, args.quiet)
+        failures += "error" in report
+        reports.append(report)
+    if args.json:
+        write_json_atomic(args.json, reports)
+    if failures:
+        print(f"{failures} of {len(reports)} inputs failed", file=sys.stderr)
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def plan_overlays(inputs: Sequence[str], overlay: Path | None) -> list[Path | None]:
+    """Overlay file per input: OUT itself for one input with a file name, else OUT/<name>.overlay.<ext>."""
+    if overlay is None:
+        return [None] * len(inputs)
+    if len(inputs) == 1 and overlay.suffix:
+        return [overlay]
+    return [overlay / Path(path).with_suffix("").name for path in inputs]
+
+
+def detect_one(detector, path: str, call_options: dict, overlay: Path | None, quiet: bool) -> dict:
+    """Run one input; any problem with it becomes a one-line error and an error report, not a traceback."""
+    from .reports import report_to_json, summary_line, write_overlay
+    from .video import MediaError
+
+    start = time.perf_counter()
+    try:
+        report = detector(path, **call_options)
+        if overlay is not None:
+            report["overlay"] = str(write_overlay(report, overlay, quiet=quiet))
+    except (MediaError, ValueError, OSError, RuntimeError) as error:
+        message = str(error) if str(path) in str(error) else f"{path}: {first_line(error)}"
+        print(f"error: {message}", file=sys.stderr)
+        return {"path": str(path), "error": message, "mesofcn_version": __version__}
+    report["elapsed_seconds"] = round(time.perf_counter() - start, 3)
+    print(summary_line(report))
+    return report_to_json(report)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary name beside `path`, then rename: never a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Linking faces across sampled video frames into tracks, and turning tracks into a verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x, y, width, height
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, right - left) * max(0.0, bottom - top)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def centre_distance(a: Box, b: Box) -> float:
+    """Distance between box centres, in units of the larger box side (scale-free)."""
+    dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
+    dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
+    return float(np.hypot(dx, dy)) / max(a[2], a[3], b[2], b[3], 1e-6)
+
+
+@dataclass
+class _ActiveTrack:
+    track_id: int
+    box: Box
+    missed: int = 0
+
+
+@dataclass
+class FaceTracker:
+    """
+    Greedy frame-to-frame association of face boxes. A face joins the active track whose last box overlaps it
+    most (IoU >= `min_iou`), or failing that whose centre is within `max_centre_distance` box sides (fast
+    motion between sparsely sampled frames); otherwise it starts a new track. A track not seen for more than
+    `max_missed` sampled frames is closed.
+    """
+
+    min_iou: float = 0.3
+    max_centre_distance: float = 0.5
+    max_missed: int = 3
+    _active: list[_ActiveTrack] = field(default_factory=list)
+    _next_id: int = 0
+
+    def update(self, boxes: Sequence[Box]) -> list[int]:
+        """Track ids for the faces of the next sampled frame, in the order given."""
+        pairs = sorted(
+            (
+                (self._affinity(track.box, box), t, f)
+                for t, track in enumerate(self._active)
+                for f, box in enumerate(boxes)
+            ),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used_tracks: set[int] = set()
+        for affinity, t, f in pairs:
+            if affinity <= 0 or t in used_tracks or f in assigned:
+                continue
+            assigned[f] = t
+            used_tracks.add(t)
+        ids = []
+        for f, box in enumerate(boxes):
+            if f in assigned:
+                track = self._active[assigned[f]]
+                track.box, track.missed = tuple(box), 0
+            else:
+                track = _ActiveTrack(self._next_id, tuple(box))
+                self._next_id += 1
+                self._active.append(track)
+                used_tracks.add(len(self._active) - 1)
+            ids.append(track.track_id)
+        for t, track in enumerate(self._active):
+            if t not in used_tracks:
+                track.missed += 1
+        self._active = [track for track in self._active if track.missed <= self.max_missed]
+        return ids
+
+    def _affinity(self, previous: Box, current: Box) -> float:
+        """> 1 for overlapping boxes (IoU + 1), in (0, 1] for nearby ones, 0 for no match."""
+        iou = box_iou(previous, current)
+        if iou >= self.min_iou:
+            return 1.0 + iou
+        distance = centre_distance(previous, current)
+        return 1.0 - distance / self.max_centre_distance if distance < self.max_centre_distance else 0.0
+
+
+def summarize_track(track_id: int, frames: list[dict], threshold: float) -> dict:
+    """Per-track scores: mean P(fake) over its frames, the maximum, and the fraction at or above `threshold`."""
+    scores = np.array([frame["score"] for frame in frames], dtype=np.float64)
+    mean = float(scores.mean())
+    return {
+        "id": track_id,
+        "score": mean,
+        "max_score": float(scores.max()),
+        "fraction_fake": float((scores >= threshold).mean()),
+        "label": "fake" if mean >= threshold else "real",
+        "num_frames": len(frames),
+        "frames": frames,
+    }
+
+
+def most_suspicious_track(tracks: list[dict], min_frames: int = 3) -> dict | None:
+    """
+    The track that decides a video's verdict: the highest mean P(fake) among tracks seen in at least
+    `min(min_frames, longest track)` sampled frames. Taking the worst track (not an average over faces) keeps
+    one swapped face among real ones from being averaged away; the length floor keeps a one-frame false
+    detection from deciding it.
+    """
+    if not tracks:
+        return None
+    floor = min(min_frames, max(track["num_frames"] for track in tracks))
+    candidates = [track for track in tracks if track["num_frames"] >= floor]
+    return max(candidates, key=lambda track: track["score"])
+
+
+__all__ = ["FaceTracker", "box_iou", "centre_distance", "most_suspicious_track", "summarize_track"]

@@ -1,0 +1,147 @@
+"""`pipeline("deepfake-detection")` on real faces: reports, tracks, heatmaps, batching, no-face inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+
+from mesofcn import MesoFCNImageProcessor
+from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+from tests.conftest import make_model, run_python_without_mesofcn
+
+
+@pytest.fixture(scope="module")
+def detect(checkpoint_dir):
+    return pipeline("deepfake-detection", model=str(checkpoint_dir), trust_remote_code=False)
+
+
+@pytest.fixture(scope="module")
+def detect_fake(fake_checkpoint):
+    return pipeline("deepfake-detection", model=str(fake_checkpoint), trust_remote_code=False, batch_size=4)
+
+
+def test_task_is_registered(detect):
+    assert isinstance(detect, DeepfakeDetectionPipeline)
+    assert detect.face_detector.name == "retinaface-mobilenet0.25"
+
+
+def test_image_report_has_faces_maps_and_heatmaps(detect, face_photo):
+    report = detect(str(face_photo))
+    assert report["media"] == "image" and report["frames_analysed"] == 1
+    assert report["frame_size"] == [250, 250]
+    assert report["label"] in {"real", "fake"} and 0.0 <= report["score"] <= 1.0
+    face = max(report["faces"], key=lambda f: f["detector_score"])
+    x, y, w, h = face["box"]
+    assert 40 < x < 110 and 40 < y < 110 and 60 < w < 150 and 60 < h < 170
+    assert face["patch_map"].shape == (49, 49) and face["heatmap"].shape == (250, 250)
+    assert ((face["patch_map"] >= 0) & (face["patch_map"] <= 1)).all()
+    # The heatmap is the patch map placed on the crop window and zero elsewhere.
+    window = face["window"]
+    inside = face["heatmap"][
+        max(window.top, 0) : window.top + window.side, max(window.left, 0) : window.left + window.side
+    ]
+    assert inside.min() >= face["patch_map"].min() - 1e-5 and inside.max() <= face["patch_map"].max() + 1e-5
+    # The score is the checkpoint's P(fake) on the processor's crop of this face.
+    pixels = MesoFCNImageProcessor()(
+        np.asarray(Image.open(face_photo).convert("RGB")),
+        boxes=face["box"],
+        landmarks=face["landmarks"],
+        return_tensors="pt",
+    )["pixel_values"]
+    with torch.no_grad():
+        expected = make_model(seed=1)(pixels).logits.softmax(-1)[0, 1].item()
+    assert abs(face["score"] - expected) < 1e-4
+
+
+def test_fake_checkpoint_gives_fake_verdicts_and_threshold_applies(detect_fake, face_photo):
+    report = detect_fake(str(face_photo))
+    assert report["label"] == "fake" and abs(report["score"] - 0.98201) < 1e-4
+    assert all(track["label"] == "fake" and track["fraction_fake"] == 1.0 for track in report["tracks"])
+    strict = detect_fake(str(face_photo), threshold=0.99)
+    assert strict["label"] == "real" and strict["threshold"] == 0.99
+
+
+def test_video_report_tracks_one_face_over_sampled_frames(detect_fake, face_video):
+    report = detect_fake(str(face_video), every=4)
+    assert report["media"] == "video" and report["sampling"] == {"mode": "every", "every": 4}
+    assert report["analysed_frames"] == [0, 4, 8, 12, 16]
+    assert report["fps"] == 25.0 and report["frame_size"] == [320, 256]
+    assert len(report["tracks"]) == 1
+    track = report["tracks"][0]
+    assert [frame["index"] for frame in track["frames"]] == [0, 4, 8, 12, 16]
+    assert [frame["time"] for frame in track["frames"]] == [0.0, 0.16, 0.32, 0.48, 0.64]
+    xs = [frame["box"][0] for frame in track["frames"]]
+    assert abs((xs[-1] - xs[0]) - 32) <= 4, xs  # the face drifts 2 px per frame
+    assert report["label"] == "fake" and "heatmap" not in report["faces"][0]
+    evenly = detect_fake(str(face_video), num_frames=3)
+    assert evenly["analysed_frames"] == [0, 10, 19]
+
+
+def test_lists_and_arrays_batch_across_inputs(detect_fake, face_photo, face_video):
+    photo = np.asarray(Image.open(face_photo).convert("RGB"))
+    reports = detect_fake([photo, str(face_video), Image.fromarray(photo)], every=5)
+    assert [r["media"] for r in reports] == ["image", "video", "image"]
+    assert reports[0]["path"] is None and reports[1]["frames_analysed"] == 4
+    assert reports[0]["score"] == pytest.approx(reports[2]["score"], abs=1e-6)
+
+
+def test_input_without_a_face_gets_a_no_face_report(detect):
+    report = detect(np.zeros((120, 160, 3), dtype=np.uint8))
+    assert report["label"] == "no_face" and report["score"] is None
+    assert report["tracks"] == [] and report["faces"] == [] and report["frames_analysed"] == 1
+
+
+def test_bf16_pipeline_scores_close_to_fp32(checkpoint_dir, face_photo, detect):
+    fast = pipeline("deepfake-detection", model=str(checkpoint_dir), dtype=torch.bfloat16, trust_remote_code=False)
+    a, b = detect(str(face_photo)), fast(str(face_photo))
+    assert len(a["faces"]) == len(b["faces"])
+    for fa, fb in zip(a["faces"], b["faces"], strict=True):
+        assert abs(fa["score"] - fb["score"]) < 0.02
+
+
+def test_bad_threshold_is_refused(detect):
+    with pytest.raises(ValueError, match="threshold"):
+        detect(np.zeros((8, 8, 3), np.uint8), threshold=1.5)
+
+
+def test_results_do_not_depend_on_batch_size(checkpoint_dir, shared_data):
+    group_photo = str(shared_data / "faces" / "facenet_pytorch" / "multiface.jpg")
+    reports = [
+        pipeline("deepfake-detection", model=str(checkpoint_dir), batch_size=size, trust_remote_code=False)(
+            [group_photo, group_photo]
+        )
+        for size in (1, 4)
+    ]
+    for one, four in zip(reports[0], reports[1], strict=True):
+        assert len(one["faces"]) == len(four["faces"]) == 6
+        for a, b in zip(one["faces"], four["faces"], strict=True):
+            assert a["box"] == b["box"] and abs(a["score"] - b["score"]) < 1e-5
+            np.testing.assert_allclose(a["patch_map"], b["patch_map"], atol=1e-5)
+
+
+REMOTE_PIPELINE_SCRIPT = """
+import json, sys
+sys.modules["mesofcn"] = None  # as on a machine without the package
+from transformers import pipeline
+detect = pipeline("deepfake-detection", model=sys.argv[1], trust_remote_code=True)
+report = detect(sys.argv[2])
+print(json.dumps({"module": type(detect).__module__, "label": report["label"],
+                  "scores": [face["score"] for face in report["faces"]]}))
+"""
+
+
+def test_pipeline_saved_with_the_checkpoint_runs_as_remote_code(detect, tmp_path, face_photo):
+    import json
+
+    saved = tmp_path / "with_pipeline"
+    detect.save_pretrained(saved)
+    config = json.loads((saved / "config.json").read_text())
+    assert config["custom_pipelines"]["deepfake-detection"]["impl"] == "pipeline_mesofcn.DeepfakeDetectionPipeline"
+    remote = run_python_without_mesofcn(REMOTE_PIPELINE_SCRIPT, saved, face_photo, workdir=tmp_path)
+    local = detect(str(face_photo))
+    assert remote["module"].startswith("transformers_modules.")
+    assert remote["label"] == local["label"]
+    np.testing.assert_allclose(remote["scores"], [face["score"] for face in local["faces"]], atol=1e-6)
