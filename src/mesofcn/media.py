@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .image_processing_mesofcn import to_rgb_uint8
-from .video import MediaError, is_image_path, is_video_path
+from .video import MediaError, check_media_file, is_image_path, is_video_path
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -46,25 +46,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
 
 #: ``Image.MAX_IMAGE_PIXELS`` is process-global; this lock keeps concurrent loads from restoring it wrongly.
 _PIL_LIMIT_LOCK = threading.Lock()
-
-
-def check_media_file(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` is an existing, non-empty regular file; return it as a Path.
-
-    Raises:
-        MediaError: "file not found", "is a directory, not a file", "not a regular file" (a FIFO or device,
-            which could block or never end) or "file is empty (0 bytes)".
-    """
-    file = Path(path)
-    if not file.exists():
-        raise MediaError(path, "file not found")
-    if file.is_dir():
-        raise MediaError(path, "is a directory, not a file")
-    if not file.is_file():
-        raise MediaError(path, "not a regular file")
-    if file.stat().st_size == 0:
-        raise MediaError(path, "file is empty (0 bytes)")
-    return file
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

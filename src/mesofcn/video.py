@@ -30,6 +30,7 @@ __all__ = [
     "MediaError",
     "VideoFrame",
     "VideoInfo",
+    "check_media_file",
     "evenly_spaced_indices",
     "is_image_path",
     "is_video_path",
@@ -300,15 +301,28 @@ def _frame_time(pts: int | None, time_base: Fraction | None, start: int, index: 
     return index / fps if fps else math.nan
 
 
-def _open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
-    """Open ``path`` for demuxing, turning every failure into a MediaError with a plain-words reason."""
+def check_media_file(path: str | os.PathLike[str]) -> Path:
+    """Check that ``path`` is an existing, non-empty regular file; return it as a Path.
+
+    Raises:
+        MediaError: "file not found", "is a directory, not a file", "not a regular file" (a FIFO or device,
+            which could block or never end) or "file is empty (0 bytes)".
+    """
     file = Path(path)
     if not file.exists():
         raise MediaError(path, "file not found")
     if file.is_dir():
-        raise MediaError(path, "is a directory, not a video file")
+        raise MediaError(path, "is a directory, not a file")
+    if not file.is_file():
+        raise MediaError(path, "not a regular file")
     if file.stat().st_size == 0:
         raise MediaError(path, "file is empty (0 bytes)")
+    return file
+
+
+def _open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open ``path`` for demuxing, turning every failure into a MediaError with a plain-words reason."""
+    file = check_media_file(path)
     try:
         return av.open(str(file), mode="r")
     except av.error.InvalidDataError as error:
