@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_prepare import add_prepare_parser
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mesofcn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_detect_parser(commands)
+    add_prepare_parser(commands)
     return parser
 
 

@@ -1,0 +1,228 @@
+"""``mesofcn prepare``: build the preprocessed face datasets (FaceForensics++, GAN faces) and merge shards.
+
+:func:`add_prepare_parser` adds the subcommand to the ``mesofcn`` parser; each handler returns an exit code and
+raises :class:`mesofcn.cli.CommandError` for one-line problems (a missing root, an unfinished shard ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from .compression import COMPRESSION_LEVELS, normalize_compression
+from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_shard
+from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
+from .video import MediaError
+
+__all__ = ["add_prepare_parser", "run_prepare_faceforensics", "run_prepare_gan_faces", "run_prepare_merge"]
+
+
+def add_prepare_parser(commands) -> None:
+    """Add ``prepare {faceforensics,gan-faces,merge}`` to an argparse subparsers object."""
+    prepare = commands.add_parser(
+        "prepare",
+        help="build preprocessed face datasets (FaceForensics++, GAN faces)",
+        description="Turn FaceForensics++ videos or real/GAN face images into a Hugging Face DatasetDict of "
+        "128x128 face crops with manipulation masks (datasets.load_from_disk reads it). Builds resume where "
+        "they stopped; --shard splits one across machines and 'prepare merge' joins the shards.",
+    )
+    kinds = prepare.add_subparsers(dest="dataset", required=True)
+    _add_faceforensics(kinds)
+    _add_gan_faces(kinds)
+    merge = kinds.add_parser("merge", help="join finished --shard outputs into one dataset")
+    merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="the --out folders of the shards")
+    merge.add_argument("--out", required=True, type=Path, help="folder for the merged dataset")
+    merge.add_argument("--quiet", action="store_true", help="no progress bars")
+    merge.set_defaults(handler=run_prepare_merge)
+
+
+def _add_faceforensics(kinds) -> None:
+    parser = kinds.add_parser(
+        "faceforensics",
+        help="FaceForensics++ videos -> face crops + masks, official splits",
+        description="Read an FF++ download (original_sequences/, manipulated_sequences/), keep one frame in every "
+        "--every, crop the most confident face of each with the processor's crop, add FF++'s masks (or "
+        "difference masks against the originals), and split by FF++'s official lists.",
+    )
+    parser.add_argument("--root", required=True, type=Path, help="the FF++ download folder")
+    parser.add_argument(
+        "--compression",
+        nargs="+",
+        default=["c23"],
+        type=_compression,
+        metavar="LEVEL",
+        help=f"levels to build: {', '.join(COMPRESSION_LEVELS)} (c0 = raw); default c23",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=FFPP_METHODS,
+        metavar="METHOD",
+        help=f"manipulation methods: {', '.join(FFPP_METHODS)}; default: the paper's {', '.join(DEFAULT_METHODS)}",
+    )
+    parser.add_argument("--every", type=_positive_int, default=5, help="keep one frame in every K (paper: 5)")
+    _add_common(parser)
+    parser.set_defaults(handler=run_prepare_faceforensics)
+
+
+def _add_gan_faces(kinds) -> None:
+    parser = kinds.add_parser(
+        "gan-faces",
+        help="real vs GAN face images -> face crops, seeded split per source",
+        description="Compress every image as a one-frame H.264 video at the level's CRF (like an FF++ frame), "
+        "crop its most confident face, and split each source deterministically.",
+    )
+    parser.add_argument("--real", required=True, type=Path, help="folder of real face images (read recursively)")
+    parser.add_argument(
+        "--fake",
+        required=True,
+        nargs="+",
+        type=_named_folder,
+        metavar="NAME=DIR",
+        help="generated face images of one source (its method name), e.g. stylegan=ffhq_stylegan/",
+    )
+    parser.add_argument(
+        "--compression", nargs="+", default=["c23"], type=_compression, metavar="LEVEL", help="default c23"
+    )
+    parser.add_argument(
+        "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,validation,test fractions per source"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split")
+    _add_common(parser)
+    parser.set_defaults(handler=run_prepare_gan_faces)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="output folder (a rerun resumes it)")
+    parser.add_argument("--num-proc", type=_positive_int, default=1, help="worker processes")
+    parser.add_argument("--shard", type=_shard, metavar="I/N", help="build only shard I of N (merge them later)")
+    parser.add_argument("--min-score", type=float, default=MIN_FACE_SCORE, help="lowest face detector score")
+    parser.add_argument("--crop-scale", type=float, default=1.1, help="crop side / max(box side), as the processor")
+    parser.add_argument("--remove-work", action="store_true", help="delete OUT/.work once the dataset is written")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _compression(text: str) -> str:
+    try:
+        return normalize_compression(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _named_folder(text: str) -> tuple[str, Path]:
+    name, separator, folder = text.partition("=")
+    if not separator or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    return name, Path(folder)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated fractions, got {text!r}") from None
+
+
+def _command(args: argparse.Namespace, parts: list[str]) -> str:
+    """The full command line of this build, every setting spelled out (recorded in the dataset card)."""
+    common = ["--out", str(args.out), "--num-proc", str(args.num_proc)]
+    common += ["--min-score", str(args.min_score), "--crop-scale", str(args.crop_scale)]
+    if args.shard:
+        common += ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
+    return shlex.join(["mesofcn", "prepare", *parts, *common])
+
+
+def run_prepare_faceforensics(args: argparse.Namespace) -> int:
+    from .datasets_faceforensics import build_faceforensics
+
+    command = _command(
+        args,
+        ["faceforensics", "--root", str(args.root), "--compression", *args.compression, "--methods", *args.methods]
+        + ["--every", str(args.every)],
+    )
+    return _run(
+        lambda: build_faceforensics(
+            args.root,
+            args.out,
+            compressions=args.compression,
+            methods=args.methods,
+            every=args.every,
+            num_proc=args.num_proc,
+            shard=args.shard,
+            min_score=args.min_score,
+            crop_scale=args.crop_scale,
+            progress=not args.quiet,
+            command=command,
+            remove_work=args.remove_work,
+        ),
+        args,
+    )
+
+
+def run_prepare_gan_faces(args: argparse.Namespace) -> int:
+    from .datasets_gan_faces import build_gan_faces
+
+    fakes = [f"{name}={folder}" for name, folder in args.fake]
+    parts = ["gan-faces", "--real", str(args.real), "--fake", *fakes, "--compression", *args.compression]
+    parts += ["--split", ",".join(f"{value:g}" for value in args.split), "--seed", str(args.seed)]
+    return _run(
+        lambda: build_gan_faces(
+            args.real,
+            args.fake,
+            args.out,
+            compressions=args.compression,
+            split=args.split,
+            seed=args.seed,
+            num_proc=args.num_proc,
+            shard=args.shard,
+            min_score=args.min_score,
+            crop_scale=args.crop_scale,
+            progress=not args.quiet,
+            command=_command(args, parts),
+            remove_work=args.remove_work,
+        ),
+        args,
+    )
+
+
+def run_prepare_merge(args: argparse.Namespace) -> int:
+    from .datasets_common import merge_prepared
+
+    command = shlex.join(["mesofcn", "prepare", "merge", *map(str, args.shards), "--out", str(args.out)])
+    return _run(lambda: merge_prepared(args.shards, args.out, command=command, progress=not args.quiet), args)
+
+
+def _run(build, args: argparse.Namespace) -> int:
+    """Run a build; input problems become one-line CommandErrors; print what was done and where it is."""
+    from .cli import CommandError
+
+    try:
+        report: BuildReport = build()
+    except (PrepareError, MediaError) as error:
+        raise CommandError(str(error)) from error
+    print(report.throughput_line())
+    if report.dataset is None:
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]} done in {args.out}; when every shard is done: "
+            f"mesofcn prepare merge --out FINAL_DIR SHARD_DIR..."
+        )
+    else:
+        counts = ", ".join(f"{split} {rows}" for split, rows in report.split_rows.items())
+        print(f"dataset written to {report.dataset} ({counts} rows); card: {report.dataset / 'README.md'}")
+    return 0

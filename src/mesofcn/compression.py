@@ -1,0 +1,174 @@
+"""H.264 compression exactly as FaceForensics++ made its c23 / c40 (and lossless c0 / "raw") videos.
+
+FF++'s ``dataset/compress.py`` runs ``ffmpeg -i %04d.png -crf {crf} -c:v {codec}`` on RGB PNG frames, with
+``codec = libx264`` for CRF 23 and 40 and ``libx264rgb`` for CRF 0. No preset is given, so x264's default
+("medium") applies, and ffmpeg turns RGB input into ``yuv444p`` for libx264 (no chroma subsampling, so odd
+frame sizes are fine). This module makes the same encoder calls through PyAV, so the GAN-face builder
+compresses images "like a video frame" of FF++, the FF++ builder can derive c23 / c40 from a raw download,
+and tests can make FF++-like videos.
+
+The x264 settings string embedded in the output equals the one in FF++'s files except for the thread count:
+FF++'s ffmpeg picked it from the machine (15, 22, 34 ... threads), which changes the bitstream slightly; here
+it defaults to one thread, so the output is identical on every machine.
+
+"raw" (alias "c0") is CRF 0 through ``libx264rgb``: lossless, decoding gives back the exact input pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+__all__ = [
+    "COMPRESSION_CRF",
+    "COMPRESSION_LEVELS",
+    "H264Settings",
+    "compress_frames",
+    "compression_crf",
+    "encode_video",
+    "h264_settings",
+    "normalize_compression",
+    "read_x264_options",
+]
+
+#: FF++'s compression levels (its folder names) and their CRF values; "raw" is FF++'s c0 (lossless).
+COMPRESSION_CRF: dict[str, int] = {"raw": 0, "c23": 23, "c40": 40}
+COMPRESSION_LEVELS: tuple[str, ...] = tuple(COMPRESSION_CRF)
+_ALIASES = {"c0": "raw"}
+
+#: Bytes at the start of a file searched for x264's settings string (it sits in the first frame's SEI).
+_SEI_SEARCH_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class H264Settings:
+    """Encoder, pixel format and x264 options for one CRF, as FF++'s ffmpeg call chose them."""
+
+    crf: int
+    codec: str
+    pix_fmt: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def normalize_compression(level: str) -> str:
+    """FF++ level name for ``level``: "c23", "c40" or "raw" ("c0" and any case accepted)."""
+    name = str(level).strip().lower()
+    name = _ALIASES.get(name, name)
+    if name not in COMPRESSION_CRF:
+        known = ", ".join([*COMPRESSION_LEVELS, *_ALIASES])
+        raise ValueError(f"unknown compression level {level!r}; known: {known}")
+    return name
+
+
+def compression_crf(level: str | int) -> int:
+    """CRF of an FF++ level name ("c23" -> 23), or an integer CRF in 0..51 checked and returned."""
+    if isinstance(level, str):
+        return COMPRESSION_CRF[normalize_compression(level)]
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 51:
+        raise ValueError(f"a CRF must be an integer in 0..51 or a level name, got {level!r}")
+    return int(level)
+
+
+def h264_settings(crf: str | int, threads: int = 1) -> H264Settings:
+    """FF++'s encoder choice for a CRF: libx264 / yuv444p, or libx264rgb / rgb24 for the lossless CRF 0."""
+    value = compression_crf(crf)
+    codec, pix_fmt = ("libx264rgb", "rgb24") if value == 0 else ("libx264", "yuv444p")
+    return H264Settings(crf=value, codec=codec, pix_fmt=pix_fmt, options={"crf": str(value), "threads": str(threads)})
+
+
+def encode_video(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    crf: str | int,
+    fps: float | Fraction = 30,
+    threads: int = 1,
+) -> int:
+    """Encode RGB uint8 (H, W, 3) frames as an H.264 MP4 at ``crf`` with FF++'s settings; return the frame count.
+
+    Frames are consumed one at a time (a long video never sits in memory). All must have the first frame's size.
+    """
+    with av.open(str(path), mode="w", format="mp4") as container:
+        return _encode(container, frames, h264_settings(crf, threads), fps)
+
+
+def compress_frames(
+    frames: Iterable[np.ndarray], crf: str | int, fps: float | Fraction = 30, threads: int = 1
+) -> list[np.ndarray]:
+    """Encode frames as one H.264 video in memory, decode it, and return the decoded RGB uint8 frames.
+
+    What a frame of an FF++ video at this CRF looks like: use it on a still image (a one-frame video) or on a
+    short clip (inter-frame prediction then applies, as in FF++). CRF 0 / "raw" gives the input back exactly.
+    """
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        count = _encode(container, frames, h264_settings(crf, threads), fps)
+    buffer.seek(0)
+    with av.open(buffer, mode="r") as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+    if len(decoded) != count:
+        raise RuntimeError(f"H.264 round trip gave {len(decoded)} frames for {count} encoded")
+    return decoded
+
+
+def _encode(container: av.container.OutputContainer, frames: Iterable[np.ndarray], settings: H264Settings, fps) -> int:
+    """Encode ``frames`` into an open output container; returns how many were written."""
+    stream = None
+    shape = None
+    count = 0
+    for image in frames:
+        image = _check_frame(image, shape)
+        if stream is None:
+            shape = image.shape
+            stream = container.add_stream(settings.codec, rate=_rate(fps))
+            stream.height, stream.width = shape[:2]
+            stream.pix_fmt = settings.pix_fmt
+            stream.options = dict(settings.options)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            container.mux(packet)
+        count += 1
+    if stream is None:
+        raise ValueError("no frames to encode")
+    for packet in stream.encode():
+        container.mux(packet)
+    return count
+
+
+def _check_frame(image: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+    """The frame as a contiguous (H, W, 3) uint8 array, of ``shape`` when given; ValueError otherwise."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"frames must be RGB uint8 arrays of shape (H, W, 3), got {array.dtype} {array.shape}")
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"all frames must have one size: got {array.shape} after {shape}")
+    return np.ascontiguousarray(array)
+
+
+def _rate(fps: float | Fraction) -> Fraction:
+    """Frame rate as a Fraction (29.97 -> 30000/1001); must be positive."""
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    return rate
+
+
+def read_x264_options(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The x264 settings a file was encoded with (``{"crf": "23.0", "threads": "15", ...}``), from the settings
+    string x264 writes into the first frame; None when the file has none (another encoder, or stripped)."""
+    with Path(path).open("rb") as file:
+        head = file.read(_SEI_SEARCH_BYTES)
+    match = re.search(rb"x264 - core [^\x00]*? options: ([^\x00]*)", head)
+    if match is None:
+        return None
+    options = {}
+    for item in match.group(1).decode("ascii", errors="replace").split():
+        key, _, value = item.partition("=")
+        options[key] = value
+    return options
