@@ -207,3 +207,12 @@ def test_config_defaults_are_the_papers():
     assert config.seg_loss_weight == 0.3 and config.image_size == 128
     assert config.id2label == {0: "real", 1: "fake"} and config.label2id == {"real": 0, "fake": 1}
     assert MesoFCNConfig(seg_loss_weight=1).seg_loss_weight == 1
+
+
+def test_fresh_heads_start_near_chance():
+    torch.manual_seed(0)
+    model = MesoFCNForDeepfakeDetection(MesoFCNConfig()).train()
+    out = model(torch.randn(8, 3, 128, 128), labels=torch.tensor([0, 1] * 4))
+    # ln 2 = 0.693 is chance; fan-out-scaled heads started at 3-4.
+    assert 0.55 < out.cls_loss.item() < 0.85
+    assert 0.55 < out.seg_loss.item() < 0.85

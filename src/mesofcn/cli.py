@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli_prepare import add_prepare_parser
+from .cli_training import add_evaluate_parser, add_train_parser
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_detect_parser(commands)
     add_prepare_parser(commands)
+    add_train_parser(commands)
+    add_evaluate_parser(commands)
     return parser
 
 

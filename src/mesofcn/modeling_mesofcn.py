@@ -111,7 +111,13 @@ class MesoFCNPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1):
+            # The two heads (the only 1x1 convolutions): small weights so training starts near P = 0.5 and a
+            # loss of ln 2, instead of the large logits that fan-out scaling gives a 2-channel output.
+            init.normal_(module.weight, std=0.01)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 init.zeros_(module.bias)

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""
+Train MesoFCN with the paper's recipe (Adam 1e-3, x0.9 per epoch, L2 1e-5, 50 epochs, best validation accuracy):
+
+    accelerate launch scripts/train.py --dataset_dir DATA --task ff-c23-df --seg_loss_weight 0.3 --output_dir O
+
+`python scripts/train.py --help` lists every option; `mesofcn train` runs the same code (mesofcn.training).
+"""
+
+import sys
+from pathlib import Path
+
+# This folder holds evaluate.py, which would shadow the `evaluate` package that mesofcn's metrics import.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from mesofcn.training import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

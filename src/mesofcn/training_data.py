@@ -1,0 +1,249 @@
+"""
+Face-crop datasets -> MesoFCN batches, shared by training and evaluation so both see identical inputs.
+
+The datasets are `DatasetDict`s written by `save_to_disk` with (at least) the columns `image` (128x128 RGB face
+crop), `mask` (0/255 manipulation mask or None), `label` (0 real, 1 fake), `method` and `compression`. Rows are
+decoded and normalized lazily, batch by batch, with `with_transform` (no int64 copies of the images).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo
+from PIL import Image
+from torch.utils.data import DataLoader, default_collate
+
+from .configuration_mesofcn import MesoFCNConfig
+from .image_processing_mesofcn import MesoFCNImageProcessor
+from .modeling_mesofcn import sample_mask_labels
+from .tasks import TaskSpec
+
+#: Columns a face-crop dataset must have for training and evaluation.
+REQUIRED_COLUMNS = ("image", "label", "method", "compression")
+#: Column added to evaluation splits so that gathered predictions can be matched back to their rows.
+ROW_COLUMN = "row_index"
+
+
+class DatasetError(ValueError):
+    """A dataset folder, split or task selection that cannot be used; the message is one line."""
+
+
+def load_dataset_dict(dataset_dir: str | Path) -> DatasetDict:
+    """
+    The `DatasetDict` saved in `dataset_dir`, or a one-line DatasetError saying what is wrong. Splits are loaded
+    one by one so that an empty split (which `load_from_disk` cannot read back) becomes an empty Dataset.
+    """
+    path = Path(dataset_dir)
+    if not path.is_dir():
+        raise DatasetError(f"dataset folder {path} does not exist")
+    index = path / "dataset_dict.json"
+    if not index.is_file():
+        if (path / "state.json").is_file():
+            raise DatasetError(
+                f"{path} holds a single Dataset; expected a DatasetDict with train/validation/test splits"
+            )
+        raise DatasetError(f"{path} is not a DatasetDict saved with save_to_disk (no dataset_dict.json)")
+    data = DatasetDict()
+    try:
+        for split in json.loads(index.read_text())["splits"]:
+            folder = path / split
+            if json.loads((folder / "state.json").read_text()).get("_data_files"):
+                data[split] = Dataset.load_from_disk(str(folder))
+            else:
+                features = DatasetInfo.from_directory(str(folder)).features
+                data[split] = Dataset.from_dict({name: [] for name in features}, features=features)
+    except (OSError, ValueError, KeyError) as error:
+        raise DatasetError(f"{path} is not a readable DatasetDict ({type(error).__name__}: {error})") from error
+    return data
+
+
+def get_split(data: DatasetDict, split: str, dataset_dir: str | Path) -> Dataset:
+    """One split, checked for the columns training and evaluation read."""
+    if split not in data:
+        raise DatasetError(f"split {split!r} not found in {dataset_dir} (splits: {', '.join(data)})")
+    dataset = data[split]
+    missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise DatasetError(f"split {split!r} of {dataset_dir} lacks the column(s) {', '.join(missing)}")
+    return dataset
+
+
+def column_as_strings(dataset: Dataset, column: str) -> list[str]:
+    """A ClassLabel or string column as names, one per row."""
+    values = dataset.with_format("numpy")[column]
+    feature = dataset.features[column]
+    if isinstance(feature, ClassLabel):
+        names = feature.names
+        return [names[int(value)] for value in values]
+    return ["" if value is None else str(value) for value in values]
+
+
+def task_row_indices(dataset: Dataset, task: TaskSpec) -> np.ndarray:
+    """Rows of `dataset` that belong to `task`: its compression, all real rows and the fakes of its method(s)."""
+    labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    methods = column_as_strings(dataset, "method")
+    compressions = column_as_strings(dataset, "compression")
+    keep = [
+        task.matches_compression(compression) and (label == 0 or task.matches_fake_method(method))
+        for label, method, compression in zip(labels, methods, compressions, strict=True)
+    ]
+    return np.flatnonzero(np.asarray(keep, dtype=bool))
+
+
+def select_task_rows(dataset: Dataset, task: TaskSpec, where: str) -> Dataset:
+    """The rows of `task`; a DatasetError when the task finds no real or no fake row there (`where` names it)."""
+    indices = task_row_indices(dataset, task)
+    selected = dataset.select(indices)
+    labels = np.asarray(selected.with_format("numpy")["label"], dtype=np.int64) if len(selected) else np.array([])
+    num_fake = int((labels == 1).sum())
+    num_real = int((labels == 0).sum())
+    if num_fake == 0 or num_real == 0:
+        methods = sorted(set(column_as_strings(dataset, "method")))
+        compressions = sorted(set(column_as_strings(dataset, "compression")))
+        raise DatasetError(
+            f"task {task.name} selects {num_real} real and {num_fake} fake rows in {where} "
+            f"(methods there: {', '.join(methods) or 'none'}; compressions: {', '.join(compressions) or 'none'})"
+        )
+    return selected
+
+
+def spread_subset(dataset: Dataset, count: int) -> Dataset:
+    """`count` rows spread evenly over `dataset` (datasets are grouped by video and class: the first rows are not
+    a fair sample)."""
+    if count >= len(dataset):
+        return dataset
+    return dataset.select(np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(np.int64)))
+
+
+def class_counts(dataset: Dataset) -> dict[str, int]:
+    labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    return {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
+
+
+def balance_classes(dataset: Dataset, seed: int) -> Dataset:
+    """
+    Oversample the minority class so that real and fake rows are equally many: every minority row is repeated
+    `majority // minority` times and a seeded random subset fills the remainder. Used for tasks with several
+    methods (pristine frames are then 1 in 5), so that the loss does not learn the class prior. Fixed once per
+    run (same seed, same rows), which keeps DDP sharding and resumption exact.
+    """
+    labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    real, fake = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    minority, majority = (real, fake) if len(real) < len(fake) else (fake, real)
+    if len(minority) == 0 or len(minority) == len(majority):
+        return dataset
+    repeats, remainder = divmod(len(majority), len(minority))
+    rng = np.random.default_rng(seed)
+    extra = np.concatenate([np.tile(minority, repeats - 1), rng.choice(minority, size=remainder, replace=False)])
+    return dataset.select(np.sort(np.concatenate([np.arange(len(labels)), extra])))
+
+
+class FaceBatchTransform:
+    """
+    A `with_transform` function: a batch of dataset rows -> `pixel_values` (3x128x128 float32, normalized by the
+    processor), `labels` and `mask_labels` (the 49x49 segmentation targets of Fig. 3). A missing mask of a real
+    face means "nothing manipulated" (all zeros); a missing mask of a fake is unknown and ignored (-100).
+    Columns named in `passthrough` are copied unchanged.
+    """
+
+    def __init__(
+        self,
+        processor: MesoFCNImageProcessor,
+        config: MesoFCNConfig | None = None,
+        passthrough: Sequence[str] = (),
+    ):
+        self.processor = processor
+        self.config = config if config is not None else MesoFCNConfig()
+        self.passthrough = tuple(passthrough)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        images, labels = batch["image"], [int(label) for label in batch["label"]]
+        if any(label not in (0, 1) for label in labels):
+            raise DatasetError(f"labels must be 0 (real) or 1 (fake), got {sorted(set(labels))}")
+        masks = batch.get("mask") or [None] * len(images)
+        masks = [
+            self._known_mask(mask, image, label) for mask, image, label in zip(masks, images, labels, strict=True)
+        ]
+        encoded = self.processor(images, masks=masks, return_tensors="np")
+        size = encoded["pixel_values"].shape[-1]
+        full = encoded.get("mask_labels")
+        if full is None:
+            full = np.full((len(images), size, size), self.config.mask_ignore_index, dtype=np.int64)
+        grid = sample_mask_labels(np.asarray(full, dtype=np.int64), self.config)
+        output = {
+            "pixel_values": list(encoded["pixel_values"]),
+            "labels": labels,
+            "mask_labels": list(np.ascontiguousarray(grid)),
+        }
+        output.update({column: batch[column] for column in self.passthrough})
+        return output
+
+    @staticmethod
+    def _known_mask(mask, image, label: int):
+        """A real face without a mask gets an all-zero one; a fake without one stays None (ignored)."""
+        if mask is not None or label == 1:
+            return mask
+        height, width = (image.height, image.width) if isinstance(image, Image.Image) else np.shape(image)[:2]
+        return np.zeros((height, width), dtype=np.uint8)
+
+
+def with_face_transform(
+    dataset: Dataset,
+    processor: MesoFCNImageProcessor,
+    config: MesoFCNConfig | None = None,
+    passthrough: Sequence[str] = (),
+) -> Dataset:
+    """`dataset` formatted by FaceBatchTransform, decoding only the columns it reads."""
+    columns = ["image", "label"] + (["mask"] if "mask" in dataset.column_names else []) + list(passthrough)
+    return dataset.with_transform(FaceBatchTransform(processor, config, passthrough), columns=columns)
+
+
+def make_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int | None = None,
+) -> DataLoader:
+    """A DataLoader over a transformed dataset; batches are stacked tensors (labels as int64)."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=default_collate,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def add_row_index(dataset: Dataset) -> Dataset:
+    """A copy of `dataset` with its row numbers in ROW_COLUMN (kept through DDP sharding and gathering)."""
+    if ROW_COLUMN in dataset.column_names:
+        return dataset
+    return dataset.add_column(ROW_COLUMN, np.arange(len(dataset), dtype=np.int64))
+
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "ROW_COLUMN",
+    "DatasetError",
+    "FaceBatchTransform",
+    "add_row_index",
+    "balance_classes",
+    "class_counts",
+    "column_as_strings",
+    "get_split",
+    "load_dataset_dict",
+    "make_dataloader",
+    "select_task_rows",
+    "spread_subset",
+    "task_row_indices",
+    "with_face_transform",
+]

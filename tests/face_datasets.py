@@ -1,0 +1,125 @@
+"""Tiny face-crop DatasetDicts with the builders' schema, made by the tests themselves (no shared data needed).
+
+Fakes carry a visible high-frequency pattern inside their mask rectangle, so a few optimizer steps can learn
+something; real faces are smooth. Rows have the exact features the dataset builders write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Sequence, Value
+
+FF_METHOD_NAMES = [
+    "pristine",
+    "Deepfakes",
+    "Face2Face",
+    "FaceSwap",
+    "NeuralTextures",
+    "FaceShifter",
+    "DeepFakeDetection",
+]
+
+
+def face_features(method_names: list[str]) -> Features:
+    return Features(
+        {
+            "image": Image(),
+            "mask": Image(),
+            "label": ClassLabel(names=["real", "fake"]),
+            "method": ClassLabel(names=method_names),
+            "compression": Value("string"),
+            "video": Value("string"),
+            "frame": Value("int32"),
+            "box": Sequence(Value("float32"), length=4),
+            "landmarks": Sequence(Value("float32"), length=10),
+            "detector": Value("string"),
+            "detector_score": Value("float32"),
+            "mask_source": Value("string"),
+        }
+    )
+
+
+def synthetic_face(rng: np.random.Generator, fake: bool, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random 'face' and, for fakes, a checkerboard-textured rectangle; returns (RGB, 0/255 mask)."""
+    base = rng.uniform(60, 190, size=3)
+    ramp = np.linspace(-30, 30, size)[None, :, None]
+    image = np.clip(base + ramp + rng.normal(0, 4, (size, size, 3)), 0, 255)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    if fake:
+        side = int(rng.integers(40, 64))
+        top, left = (int(v) for v in rng.integers(20, 108 - side, size=2))
+        yy, xx = np.mgrid[0:side, 0:side]
+        pattern = np.where((yy // 2 + xx // 2) % 2 == 0, 45.0, -45.0)[..., None]
+        image[top : top + side, left : left + side] = np.clip(
+            image[top : top + side, left : left + side] + pattern, 0, 255
+        )
+        mask[top : top + side, left : left + side] = 255
+    return image.astype(np.uint8), mask
+
+
+def face_rows(
+    num_videos: int,
+    frames_per_video: int,
+    fake_methods: list[str],
+    compressions: tuple[str, ...] = ("c23",),
+    seed: int = 0,
+    missing_fake_mask_every: int = 0,
+    real_method: str = "pristine",
+) -> dict[str, list]:
+    """Rows cycling over pristine and each fake method (one video each in turn), every compression."""
+    rng = np.random.default_rng(seed)
+    methods = [real_method, *fake_methods]
+    rows: dict[str, list] = {name: [] for name in face_features(methods)}
+    fake_count = 0
+    for video_index in range(num_videos):
+        method = methods[video_index % len(methods)]
+        fake = method != real_method
+        for compression in compressions:
+            for frame in range(frames_per_video):
+                image, mask = synthetic_face(rng, fake)
+                keep_mask = True
+                if fake:
+                    fake_count += 1
+                    keep_mask = not (missing_fake_mask_every and fake_count % missing_fake_mask_every == 0)
+                rows["image"].append(image)
+                rows["mask"].append(mask if keep_mask else None)
+                rows["label"].append(int(fake))
+                rows["method"].append(method)
+                rows["compression"].append(compression)
+                rows["video"].append(f"{seed}_{video_index:03d}" + ("_x" if fake else ""))
+                rows["frame"].append(frame * 5)
+                rows["box"].append([10.0, 10.0, 100.0, 110.0])
+                rows["landmarks"].append([40.0, 50.0, 80.0, 50.0, 60.0, 70.0, 45.0, 90.0, 75.0, 90.0])
+                rows["detector"].append("synthetic")
+                rows["detector_score"].append(0.99)
+                rows["mask_source"].append(("ffpp" if keep_mask else "none") if fake else "none")
+    return rows
+
+
+def build_face_dataset(
+    path: Path,
+    fake_methods: tuple[str, ...] = ("Deepfakes", "Face2Face"),
+    method_names: list[str] | None = None,
+    split_videos: dict[str, int] | None = None,
+    frames_per_video: int = 4,
+    compressions: tuple[str, ...] = ("c23",),
+    missing_fake_mask_every: int = 0,
+    real_method: str = "pristine",
+) -> Path:
+    """Write a DatasetDict (train/validation/test) of synthetic face crops to `path` and return it."""
+    names = method_names or FF_METHOD_NAMES
+    features = face_features(names)
+    split_videos = split_videos or {"train": 12, "validation": 6, "test": 6}
+    splits = {}
+    for seed, (split, videos) in enumerate(split_videos.items()):
+        rows = face_rows(
+            videos, frames_per_video, list(fake_methods), compressions, seed, missing_fake_mask_every, real_method
+        )
+        splits[split] = Dataset.from_dict(rows, features=features)
+    DatasetDict(splits).save_to_disk(str(path))
+    return path
+
+
+__all__ = ["FF_METHOD_NAMES", "build_face_dataset", "face_features", "face_rows", "synthetic_face"]
