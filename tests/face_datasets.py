@@ -9,36 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Sequence, Value
+from datasets import Dataset, DatasetDict
 
-FF_METHOD_NAMES = [
-    "pristine",
-    "Deepfakes",
-    "Face2Face",
-    "FaceSwap",
-    "NeuralTextures",
-    "FaceShifter",
-    "DeepFakeDetection",
-]
+from mesofcn.datasets_common import face_features
+from mesofcn.datasets_faceforensics import FFPP_METHOD_NAMES
 
-
-def face_features(method_names: list[str]) -> Features:
-    return Features(
-        {
-            "image": Image(),
-            "mask": Image(),
-            "label": ClassLabel(names=["real", "fake"]),
-            "method": ClassLabel(names=method_names),
-            "compression": Value("string"),
-            "video": Value("string"),
-            "frame": Value("int32"),
-            "box": Sequence(Value("float32"), length=4),
-            "landmarks": Sequence(Value("float32"), length=10),
-            "detector": Value("string"),
-            "detector_score": Value("float32"),
-            "mask_source": Value("string"),
-        }
-    )
+# The builders' own schema: tests build rows with exactly the features the dataset builders write.
+FF_METHOD_NAMES = list(FFPP_METHOD_NAMES)
 
 
 def synthetic_face(rng: np.random.Generator, fake: bool, size: int = 128) -> tuple[np.ndarray, np.ndarray]:

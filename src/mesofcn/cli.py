@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_arguments import positive_int, probability
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
 
@@ -67,20 +68,6 @@ def add_detect_parser(commands) -> None:
     detect.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
     detect.add_argument("--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(handler=run_detect)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):

@@ -10,6 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .cli_arguments import positive_int
 from .compression import COMPRESSION_LEVELS, normalize_compression
 from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_shard
 from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
@@ -62,7 +63,7 @@ def _add_faceforensics(kinds) -> None:
         metavar="METHOD",
         help=f"manipulation methods: {', '.join(FFPP_METHODS)}; default: the paper's {', '.join(DEFAULT_METHODS)}",
     )
-    parser.add_argument("--every", type=_positive_int, default=5, help="keep one frame in every K (paper: 5)")
+    parser.add_argument("--every", type=positive_int, default=5, help="keep one frame in every K (paper: 5)")
     _add_common(parser)
     parser.set_defaults(handler=run_prepare_faceforensics)
 
@@ -96,19 +97,12 @@ def _add_gan_faces(kinds) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (a rerun resumes it)")
-    parser.add_argument("--num-proc", type=_positive_int, default=1, help="worker processes")
+    parser.add_argument("--num-proc", type=positive_int, default=1, help="worker processes")
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="build only shard I of N (merge them later)")
     parser.add_argument("--min-score", type=float, default=MIN_FACE_SCORE, help="lowest face detector score")
     parser.add_argument("--crop-scale", type=float, default=1.1, help="crop side / max(box side), as the processor")
     parser.add_argument("--remove-work", action="store_true", help="delete OUT/.work once the dataset is written")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def _compression(text: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .cli_arguments import positive_int as _positive
+
 #: How the training rows' classes are balanced (see mesofcn.training_data.balance_classes).
 CLASS_BALANCE_CHOICES = ("oversample", "none")
 #: Validation metrics that can pick the best checkpoint (the paper: accuracy).
@@ -23,13 +25,6 @@ def _checkpointing(text: str) -> str | int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, 'epoch' or 'eval', got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
