@@ -76,6 +76,7 @@ def test_video_report_tracks_one_face_over_sampled_frames(detect_fake, face_vide
     xs = [frame["box"][0] for frame in track["frames"]]
     assert abs((xs[-1] - xs[0]) - 32) <= 4, xs  # the face drifts 2 px per frame
     assert report["label"] == "fake" and "heatmap" not in report["faces"][0]
+    assert report["faces"][0]["patch_map"].dtype == np.float16  # bounded memory for long videos
     evenly = detect_fake(str(face_video), num_frames=3)
     assert evenly["analysed_frames"] == [0, 10, 19]
 
