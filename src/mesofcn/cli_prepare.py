@@ -1,4 +1,4 @@
-"""``mesofcn prepare``: build the preprocessed face datasets (FaceForensics++, GAN faces) and merge shards.
+"""``mesofcn prepare``: build the preprocessed face datasets (FaceForensics++, GAN faces, self-blends), merge shards.
 
 :func:`add_prepare_parser` adds the subcommand to the ``mesofcn`` parser; each handler returns an exit code and
 raises :class:`mesofcn.cli.CommandError` for one-line problems (a missing root, an unfinished shard ...).
@@ -16,14 +16,20 @@ from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_sh
 from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
 from .video import MediaError
 
-__all__ = ["add_prepare_parser", "run_prepare_faceforensics", "run_prepare_gan_faces", "run_prepare_merge"]
+__all__ = [
+    "add_prepare_parser",
+    "run_prepare_faceforensics",
+    "run_prepare_gan_faces",
+    "run_prepare_merge",
+    "run_prepare_self_blend",
+]
 
 
 def add_prepare_parser(commands) -> None:
-    """Add ``prepare {faceforensics,gan-faces,merge}`` to an argparse subparsers object."""
+    """Add ``prepare {faceforensics,gan-faces,self-blend,merge}`` to an argparse subparsers object."""
     prepare = commands.add_parser(
         "prepare",
-        help="build preprocessed face datasets (FaceForensics++, GAN faces)",
+        help="build preprocessed face datasets (FaceForensics++, GAN faces, self-blends)",
         description="Turn FaceForensics++ videos or real/GAN face images into a Hugging Face DatasetDict of "
         "128x128 face crops with manipulation masks (datasets.load_from_disk reads it). Builds resume where "
         "they stopped; --shard splits one across machines and 'prepare merge' joins the shards.",
@@ -31,6 +37,7 @@ def add_prepare_parser(commands) -> None:
     kinds = prepare.add_subparsers(dest="dataset", required=True)
     _add_faceforensics(kinds)
     _add_gan_faces(kinds)
+    _add_self_blend(kinds)
     merge = kinds.add_parser("merge", help="join finished --shard outputs into one dataset")
     merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="the --out folders of the shards")
     merge.add_argument("--out", required=True, type=Path, help="folder for the merged dataset")
@@ -93,6 +100,34 @@ def _add_gan_faces(kinds) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
     _add_common(parser)
     parser.set_defaults(handler=run_prepare_gan_faces)
+
+
+def _add_self_blend(kinds) -> None:
+    parser = kinds.add_parser(
+        "self-blend",
+        help="real videos/images -> face crops + self-blended pseudo-fakes with exact masks, split per source",
+        description="Blend the most confident face of every sampled frame with a transformed copy of itself, "
+        "compress the real and the blended frames alike (each run as one H.264 video at the level's CRF), crop "
+        "both with the same face box, and split by source (identity subfolders of images kept together).",
+    )
+    parser.add_argument(
+        "--real",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="real video or image files, or folders searched recursively for them",
+    )
+    parser.add_argument(
+        "--compression", nargs="+", default=["c23"], type=_compression, metavar="LEVEL", help="default c23"
+    )
+    parser.add_argument("--every", type=positive_int, default=5, help="keep one video frame in every K")
+    parser.add_argument(
+        "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,validation,test fractions of the sources"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of the blends")
+    _add_common(parser)
+    parser.set_defaults(handler=run_prepare_self_blend)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +216,32 @@ def run_prepare_gan_faces(args: argparse.Namespace) -> int:
             args.fake,
             args.out,
             compressions=args.compression,
+            split=args.split,
+            seed=args.seed,
+            num_proc=args.num_proc,
+            shard=args.shard,
+            min_score=args.min_score,
+            crop_scale=args.crop_scale,
+            progress=not args.quiet,
+            command=_command(args, parts),
+            remove_work=args.remove_work,
+        ),
+        args,
+    )
+
+
+def run_prepare_self_blend(args: argparse.Namespace) -> int:
+    from .datasets_self_blend import build_self_blend
+
+    parts = ["self-blend", "--real", *map(str, args.real), "--compression", *args.compression]
+    parts += ["--every", str(args.every), "--split", ",".join(f"{value:g}" for value in args.split)]
+    parts += ["--seed", str(args.seed)]
+    return _run(
+        lambda: build_self_blend(
+            args.real,
+            args.out,
+            compressions=args.compression,
+            every=args.every,
             split=args.split,
             seed=args.seed,
             num_proc=args.num_proc,

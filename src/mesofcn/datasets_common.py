@@ -78,7 +78,7 @@ LABEL_NAMES: tuple[str, ...] = ("real", "fake")
 #: Where a row's mask came from: "ffpp" FF++'s mask video (or the all-zero mask of a pristine face), "difference"
 #: |fake - original| of the aligned frames, "whole-image" the whole image is what its label says (GAN faces: all
 #: zeros for a real photo, all ones for a generated image), "none" no mask (``mask`` is None; training ignores it).
-MASK_SOURCES: tuple[str, ...] = ("ffpp", "difference", "whole-image", "none")
+MASK_SOURCES: tuple[str, ...] = ("ffpp", "difference", "whole-image", "zeros", "self-blend", "none")
 #: Faces scoring below this are not used (one face per frame: the most confident one above it).
 MIN_FACE_SCORE = 0.5
 

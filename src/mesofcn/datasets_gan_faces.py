@@ -58,6 +58,7 @@ __all__ = [
     "GanFacesProcessor",
     "ImageChunkTask",
     "build_gan_faces",
+    "check_fractions",
     "gan_faces_features",
     "list_images",
     "plan_gan_faces",
@@ -112,7 +113,8 @@ def _split_counts(total: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Train/validation/test fractions: three finite numbers >= 0 that sum to 1."""
     values = tuple(float(value) for value in fractions)
     if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise PrepareError(f"split must be three fractions >= 0 summing to 1 (train,validation,test), got {fractions}")
@@ -201,7 +203,7 @@ def plan_gan_faces(
 ) -> PreparePlan:
     """List the work: per compression level, source and split, chunks of ``chunk_size`` images."""
     _check_sources(real, fakes)
-    fractions = _check_fractions(split)
+    fractions = check_fractions(split)
     compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
     sources = [(REAL_SOURCE, Path(real)), *((name, Path(folder)) for name, folder in fakes)]
     items = []

@@ -1,0 +1,398 @@
+"""Real faces and their self-blended pseudo-fakes (SBI-style, :mod:`mesofcn.self_blending`) -> a DatasetDict of
+128x128 face crops with exact manipulation masks.
+
+The sources are real videos and images. Every sampled frame (every ``every``-th frame of a video, or the image)
+gets its most confident face detected once, on the uncompressed frame, and a self-blended version of the FULL
+frame made with :func:`~mesofcn.self_blending.self_blend` (seed derived from the build seed, the source and the
+frame index). Then both classes go through the same video pipeline, so that a real and its pseudo-fake differ
+only by the blend: the run of sampled real frames is compressed as one H.264 video at the level's CRF
+(:func:`~mesofcn.compression.compress_frames`, FF++'s settings), and the run of blended frames as another with the
+same settings and frame count (long videos in clips of ``clip_frames`` sampled frames); an image is a one-frame
+video. A sampled frame without a face goes into both runs unchanged (the runs stay alike) and gives no rows.
+Both compressed versions are cut with the same face box and landmarks by the processor's
+:func:`~mesofcn.image_processing_mesofcn.crop_face`, the blend mask with the same geometry.
+
+Rows: ``method`` "real" (label real, ``mask`` all zeros, ``mask_source`` "zeros") and "self-blend" (label fake,
+``mask`` the exact blend mask, ``mask_source`` "self-blend"); ``video`` is the source's path relative to the
+given folder (its file name for a file given directly), ``frame`` the frame index (0 for an image).
+
+Splits are by source, seeded and deterministic: a video or image never spans splits, and images in a subfolder
+(an identity folder such as ``krasserm_lfw/<Name>/``) stay together; images directly in a given folder are
+split one by one. Videos and image groups are split separately (stratified by kind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Features
+
+from .compression import compress_frames, compression_crf, normalize_compression
+from .datasets_common import (
+    MIN_FACE_SCORE,
+    BuildReport,
+    FaceCropper,
+    ItemResult,
+    PrepareError,
+    PreparePlan,
+    WorkItem,
+    check_num_proc,
+    count_row,
+    empty_stats,
+    execute_plan,
+    face_features,
+    file_fingerprint,
+    finish_build,
+    select_shard,
+)
+from .datasets_gan_faces import DEFAULT_SPLIT, check_fractions, split_images
+from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
+from .media import load_image
+from .self_blending import SelfBlend, self_blend
+from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter_video_frames
+
+__all__ = [
+    "DEFAULT_CLIP_FRAMES",
+    "FAKE_MASK_SOURCE",
+    "METHOD_NAMES",
+    "REAL_MASK_SOURCE",
+    "SelfBlendProcessor",
+    "SelfBlendSource",
+    "blend_seed",
+    "build_self_blend",
+    "list_sources",
+    "plan_self_blend",
+    "self_blend_features",
+    "split_sources",
+]
+
+#: ``method`` names: class 0 the real frames, class 1 their self-blends.
+METHOD_NAMES: tuple[str, str] = ("real", "self-blend")
+#: ``mask_source`` of a real row (an all-zero mask: nothing manipulated) and of a pseudo-fake (the exact blend mask).
+REAL_MASK_SOURCE = "zeros"
+FAKE_MASK_SOURCE = "self-blend"
+#: Sampled frames of a video compressed as one H.264 clip (bounds memory: two runs of full frames are held).
+DEFAULT_CLIP_FRAMES = 64
+
+
+def self_blend_features() -> Features:
+    """The builder's columns (the other builders' schema, ``method`` "real" / "self-blend")."""
+    return face_features(list(METHOD_NAMES))
+
+
+@dataclass(frozen=True)
+class SelfBlendSource:
+    """One real source: a video or an image, with its name (``video`` column) and split group."""
+
+    path: str
+    root: str
+    name: str
+    kind: str
+    group: str
+
+
+def list_sources(paths: Sequence[str | os.PathLike[str]]) -> list[SelfBlendSource]:
+    """Videos and images given directly or found (recursively) in the given folders, in a stable order.
+
+    A file found twice counts once. Raises PrepareError for a missing path, an unsupported file, a folder without
+    media, or two different files with the same name (their ``video`` column would be ambiguous).
+    """
+    if not paths:
+        raise PrepareError("give at least one real video, image or folder")
+    sources: dict[str, SelfBlendSource] = {}
+    for source in (source for path in paths for source in _sources_of(Path(path))):
+        first = sources.setdefault(source.name, source)
+        if Path(first.path).resolve() != Path(source.path).resolve():
+            raise PrepareError(f"two sources are both named {source.name!r} ({first.path}, {source.path}); rename one")
+    return list(sources.values())
+
+
+def _sources_of(path: Path) -> list[SelfBlendSource]:
+    if not path.exists():
+        raise PrepareError(f"{path}: not found")
+    if path.is_file():
+        kind = _media_kind(path)
+        if kind is None:
+            raise PrepareError(f"{path}: neither a video nor an image file")
+        return [SelfBlendSource(str(path), str(path.parent), path.name, kind, f"{kind}/{path.name}")]
+    sources = []
+    for file in sorted(path.rglob("*")):
+        kind = _media_kind(file) if file.is_file() else None
+        if kind is not None:
+            name = file.relative_to(path).as_posix()
+            sources.append(SelfBlendSource(str(file), str(path), name, kind, _group(kind, name)))
+    if not sources:
+        raise PrepareError(f"{path}: holds no videos or images")
+    return sources
+
+
+def _media_kind(path: Path) -> str | None:
+    if is_video_path(path):
+        return "video"
+    return "image" if is_image_path(path) else None
+
+
+def _group(kind: str, name: str) -> str:
+    """The split group: a video alone, an image with the other images of its subfolder (an identity folder)."""
+    parent = Path(name).parent.as_posix()
+    if kind == "video" or parent == ".":
+        return f"{kind}/{name}"
+    return f"image/{parent}/"
+
+
+def split_sources(
+    sources: Sequence[SelfBlendSource], fractions: Sequence[float], seed: int
+) -> dict[str, list[SelfBlendSource]]:
+    """Deterministic split by group (see :func:`_group`), videos and image groups each cut by ``fractions``."""
+    splits: dict[str, list[SelfBlendSource]] = {}
+    for kind in ("video", "image"):
+        groups = sorted({source.group for source in sources if source.kind == kind})
+        for split, chosen in split_images(groups, fractions, seed).items():
+            members = set(chosen)
+            splits.setdefault(split, []).extend(source for source in sources if source.group in members)
+    return splits
+
+
+def blend_seed(seed: int, name: str, frame: int) -> int:
+    """The blend's seed for one frame of one source: a hash of the build seed, the source name and the index."""
+    digest = hashlib.sha256(f"{seed}/{name}/{frame}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """One source to sample, blend, compress and crop at one compression level."""
+
+    compression: str
+    source: SelfBlendSource
+
+
+@dataclass
+class SelfBlendProcessor(FaceCropper):
+    """Turns one source's :class:`SourceTask` into real / self-blend row pairs (see the module docstring)."""
+
+    every: int = 5
+    seed: int = 0
+    clip_frames: int = DEFAULT_CLIP_FRAMES
+
+    def __call__(self, item: WorkItem) -> ItemResult:
+        task: SourceTask = item.task
+        stats = empty_stats(task.compression, METHOD_NAMES[0], "real", videos=int(task.source.kind == "video"))
+        rows: list[dict[str, Any]] = []
+        try:
+            for clip in _clips(self._frames(task.source), self.clip_frames):
+                rows += self._clip_rows(task, clip, stats)
+        except MediaError as error:
+            stats["notes"].append(f"{task.source.name}: stopped, unreadable ({error.problem})")
+        return ItemResult(rows=rows, stats=stats)
+
+    def _frames(self, source: SelfBlendSource) -> Iterator[tuple[int, np.ndarray]]:
+        if source.kind == "image":
+            yield 0, load_image(source.path)
+            return
+        for frame in iter_video_frames(source.path, FrameSampling(every=self.every)):
+            yield frame.index, frame.image
+
+    def _clip_rows(
+        self, task: SourceTask, clip: list[tuple[int, np.ndarray]], stats: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Detect and blend each frame, compress the real and the blended run alike, crop the pairs."""
+        faces, blends = [], []
+        for index, image in clip:
+            face, blend = self._blend(task.source.name, index, image, stats)
+            faces.append(face)
+            blends.append(blend)
+        crf = compression_crf(task.compression)
+        reals = compress_frames([image for _, image in clip], crf)
+        fakes = compress_frames(
+            [image if blend is None else blend.image for (_, image), blend in zip(clip, blends, strict=True)], crf
+        )
+        rows = []
+        for (index, _), face, blend, real, fake in zip(clip, faces, blends, reals, fakes, strict=True):
+            if face is not None and blend is not None:
+                rows += self._pair_rows(task, index, face, blend.mask, real, fake)
+        stats["sampled"] += len(clip)
+        for row in rows:
+            count_row(stats, row)
+        return rows
+
+    def _blend(
+        self, name: str, index: int, image: np.ndarray, stats: dict[str, Any]
+    ) -> tuple[DetectedFace | None, SelfBlend | None]:
+        """The most confident face of the uncompressed frame and the frame's self-blend (None, None: no face)."""
+        face = self.find_face(image)
+        if face is None:
+            stats["no_face"] += 1
+            return None, None
+        try:
+            return face, self_blend(image, face.landmarks, face.box, seed=blend_seed(self.seed, name, index))
+        except ValueError as error:
+            stats["no_face"] += 1
+            stats["notes"].append(f"{name} frame {index}: skipped, no blend ({error})")
+            return None, None
+
+    def _pair_rows(
+        self,
+        task: SourceTask,
+        index: int,
+        face: DetectedFace,
+        mask: np.ndarray,
+        real: np.ndarray,
+        fake: np.ndarray,
+    ) -> list[dict[str, Any]]:
+        """The real and the self-blend row of one frame, cut with one geometry."""
+        columns = {"compression": task.compression, "video": task.source.name, "frame": index}
+        real_row = self.crop_row(real, face, np.zeros_like(mask), REAL_MASK_SOURCE, label=0, method=0, **columns)
+        fake_row = self.crop_row(fake, face, mask, FAKE_MASK_SOURCE, label=1, method=1, **columns)
+        return [real_row, fake_row]
+
+
+def _clips(frames: Iterator[tuple[int, np.ndarray]], length: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Consecutive runs of at most ``length`` sampled frames."""
+    while clip := list(islice(frames, length)):
+        yield clip
+
+
+def plan_self_blend(
+    real: Sequence[str | os.PathLike[str]],
+    compressions: tuple[str, ...] = ("c23",),
+    every: int = 5,
+    split: Sequence[float] = DEFAULT_SPLIT,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    detector_name: str = RetinaFaceDetector.name,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
+    command: str = "",
+) -> PreparePlan:
+    """List the work: one item per compression level and source."""
+    fractions = check_fractions(split)
+    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
+    splits = split_sources(list_sources(real), fractions, seed)
+    items = [
+        _work_item(level, split_name, source)
+        for level in compressions
+        for split_name, sources in splits.items()
+        for source in sources
+    ]
+    settings = {
+        "every": every,
+        "split": list(fractions),
+        "seed": seed,
+        "detector": detector_name,
+        "min_score": min_score,
+        "crop_scale": crop_scale,
+        "size": size,
+        "clip_frames": clip_frames,
+    }
+    return PreparePlan(
+        builder="self-blend",
+        settings=settings,
+        features=self_blend_features(),
+        items=select_shard(items, shard),
+        command=command,
+        card={
+            "title": "Real faces and self-blended pseudo-fakes for MesoFCN",
+            "intro": _intro(compressions, every),
+            "unit": "video",
+        },
+        notes=[
+            "Each source yields one real and one self-blend row per face; the count tables list each source once, "
+            "under method real, with the rows of both classes."
+        ],
+        shard=shard,
+    )
+
+
+def _work_item(level: str, split: str, source: SelfBlendSource) -> WorkItem:
+    return WorkItem(
+        key=f"{level}/{source.name}",
+        split=split,
+        order=(level, source.kind, source.name),
+        fingerprint=file_fingerprint([source.path], source.root),
+        task=SourceTask(level, source),
+    )
+
+
+def _intro(compressions: tuple[str, ...], every: int) -> str:
+    return (
+        "128x128 face crops of real videos and images and of their self-blended pseudo-fakes (SBI-style: the "
+        f"face blended with a transformed copy of itself through a deformed, feathered mask). Every {every}th "
+        "frame of a video (or the image) is blended as a full frame; then the run of real frames and the run of "
+        f"blended frames are each compressed as an H.264 video with FF++'s settings ({', '.join(compressions)}), "
+        "and both are cut with the same face box (detected once, on the uncompressed real frame) by mesofcn's "
+        "`crop_face`: a real and its pseudo-fake differ only by the blend. `mask_source` is `zeros` for a real "
+        "(all-zero mask) and `self-blend` for a pseudo-fake (the exact blend mask). Splits are by source (a video, "
+        "an image, or an identity subfolder of images), seeded. Check the licences of the source media before "
+        "sharing this dataset."
+    )
+
+
+def build_self_blend(
+    real: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    compressions: tuple[str, ...] | list[str] = ("c23",),
+    every: int = 5,
+    split: Sequence[float] = DEFAULT_SPLIT,
+    seed: int = 0,
+    num_proc: int = 1,
+    shard: tuple[int, int] | None = None,
+    detector: FaceDetector | None = None,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
+    progress: bool = True,
+    command: str | None = None,
+    remove_work: bool = False,
+) -> BuildReport:
+    """Build (or resume) the real / self-blend face dataset in ``out``; see the module docstring.
+
+    Args:
+        real: real videos, images, or folders searched recursively for both.
+        compressions: levels ("c23", "c40", "raw"/"c0"); each source is processed once per level.
+        every: keep one video frame in every ``every``.
+        split: train / validation / test fractions (of videos, and of image groups).
+        seed: seed of the split and of the blends.
+        clip_frames: sampled frames of a video compressed as one H.264 clip.
+        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.datasets_faceforensics.build_faceforensics`.
+    """
+    check_num_proc(num_proc)
+    for name, value in (("every", every), ("clip_frames", clip_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    plan = plan_self_blend(
+        list(real),
+        compressions=tuple(compressions),
+        every=every,
+        split=split,
+        seed=seed,
+        shard=shard,
+        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
+        min_score=min_score,
+        crop_scale=crop_scale,
+        size=size,
+        clip_frames=clip_frames,
+        command=command or f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})",
+    )
+    processor = SelfBlendProcessor(
+        detector=detector,
+        min_score=min_score,
+        crop_scale=crop_scale,
+        size=size,
+        every=every,
+        seed=seed,
+        clip_frames=clip_frames,
+    )
+    report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
+    return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
