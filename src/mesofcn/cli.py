@@ -15,6 +15,7 @@ from . import __version__
 from .cli_arguments import positive_int, probability
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
+from .demo import add_demo_parser
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(commands)
     add_train_parser(commands)
     add_evaluate_parser(commands)
+    add_demo_parser(commands)
     return parser
 
 

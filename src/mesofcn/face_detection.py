@@ -51,7 +51,9 @@ class DetectedFace:
     """One detected face, in pixel coordinates of the frame it was found in.
 
     Attributes:
-        box: ``(x, y, width, height)``; ``x``/``y`` may be negative when the face is cut by the frame edge.
+        box: ``(x, y, width, height)``. For a face cut by the frame edge RetinaFace boxes mostly the visible part
+            (x/y near 0, rarely slightly negative); its landmarks still lie on the face, so the landmark-centred
+            crop extends past the edge and is zero-padded there.
         landmarks: float32 array of shape (5, 2) holding ``(x, y)`` rows in the order of
             :data:`LANDMARK_NAMES`: 0 image-left eye, 1 image-right eye, 2 nose tip,
             3 image-left mouth corner, 4 image-right mouth corner. Read-only.
