@@ -246,3 +246,17 @@ def test_hub_id_resolves_from_the_offline_cache(tmp_path, checkpoint_dir, face_p
     assert (
         missing.returncode == EXIT_USAGE and "testorg/absent" in missing.stderr and "Traceback" not in missing.stderr
     )
+
+
+def test_detect_accepts_checkpoints_that_carry_the_pipeline_code(capsys, tmp_path, face_photo):
+    """transformers wants trust_remote_code for a checkpoint's own custom pipeline; the CLI uses the installed one."""
+    from mesofcn import MesoFCNImageProcessor
+    from mesofcn.registration import save_detector
+    from tests.conftest import make_model
+
+    folder = tmp_path / "with_pipeline"
+    save_detector(make_model(seed=1), MesoFCNImageProcessor(), folder, with_pipeline=True)
+    assert json.loads((folder / "config.json").read_text())["custom_pipelines"]
+    code, out, err = run(capsys, "detect", face_photo, "--model", folder, "--quiet")
+    assert code == EXIT_OK, err
+    assert str(face_photo) in out

@@ -134,11 +134,18 @@ print(json.dumps({"module": type(detect).__module__, "label": report["label"],
 """
 
 
-def test_pipeline_saved_with_the_checkpoint_runs_as_remote_code(detect, tmp_path, face_photo):
+@pytest.mark.parametrize("saver", ["pipeline.save_pretrained", "save_detector"])
+def test_pipeline_saved_with_the_checkpoint_runs_as_remote_code(detect, tmp_path, face_photo, saver):
     import json
 
+    from mesofcn.registration import save_detector
+
     saved = tmp_path / "with_pipeline"
-    detect.save_pretrained(saved)
+    if saver == "save_detector":
+        save_detector(make_model(seed=1), MesoFCNImageProcessor(), saved, with_pipeline=True)
+    else:
+        detect.save_pretrained(saved)
+    assert (saved / "pipeline_mesofcn.py").is_file() and (saved / "model.safetensors").is_file()
     config = json.loads((saved / "config.json").read_text())
     assert config["custom_pipelines"]["deepfake-detection"]["impl"] == "pipeline_mesofcn.DeepfakeDetectionPipeline"
     remote = run_python_without_mesofcn(REMOTE_PIPELINE_SCRIPT, saved, face_photo, workdir=tmp_path)

@@ -79,6 +79,7 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
     from transformers import pipeline
 
     from .inference import resolve_dtype
+    from .pipeline_mesofcn import DeepfakeDetectionPipeline
 
     if not Path(model).is_dir() and (Path(model).exists() or model.count("/") != 1):
         raise CommandError(f"{model}: not a checkpoint folder or a Hub id of the form org/name")
@@ -86,6 +87,7 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
         return pipeline(
             "deepfake-detection",
             model=model,
+            pipeline_class=DeepfakeDetectionPipeline,  # also for checkpoints saved with the pipeline's code
             device=device,
             dtype=resolve_dtype(dtype),
             batch_size=batch_size,

@@ -108,10 +108,10 @@ def untrained_checkpoint(folder: Path) -> str:
     from .configuration_mesofcn import MesoFCNConfig
     from .image_processing_mesofcn import MesoFCNImageProcessor
     from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+    from .registration import save_detector
 
     torch.manual_seed(0)
-    MesoFCNForDeepfakeDetection(MesoFCNConfig()).save_pretrained(folder)
-    MesoFCNImageProcessor().save_pretrained(folder)
+    save_detector(MesoFCNForDeepfakeDetection(MesoFCNConfig()), MesoFCNImageProcessor(), folder)
     return str(folder)
 
 

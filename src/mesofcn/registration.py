@@ -9,6 +9,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSemanticSegmentation,
 )
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_mesofcn import MesoFCNConfig
@@ -40,4 +41,25 @@ def register_auto_classes() -> None:
     MesoFCNImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
-__all__ = ["DETECTION_TASK", "DETECTOR_AUTO_CLASSES", "register_auto_classes"]
+def save_detector(
+    model: MesoFCNForDeepfakeDetection, processor: MesoFCNImageProcessor, folder, with_pipeline: bool = False
+) -> None:
+    """
+    Save a checkpoint: weights (safetensors), config, processor and their code for `trust_remote_code=True` users.
+    With `with_pipeline`, also the deepfake-detection pipeline (`custom_pipelines` + its code), so that
+    `pipeline("deepfake-detection", model=folder, trust_remote_code=True)` works without this package. Off by
+    default: transformers then insists on `trust_remote_code=True` (or `pipeline_class=`) even where mesofcn is
+    installed.
+    """
+    if with_pipeline:
+        module = DeepfakeDetectionPipeline.__module__.rsplit(".", 1)[-1]
+        implementation = f"{module}.{DeepfakeDetectionPipeline.__name__}"
+        entry = {"impl": implementation, "pt": ["AutoModel"], "type": "image"}
+        model.config.custom_pipelines = {DETECTION_TASK: entry}
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    if with_pipeline:
+        custom_object_save(DeepfakeDetectionPipeline, folder)
+
+
+__all__ = ["DETECTION_TASK", "DETECTOR_AUTO_CLASSES", "register_auto_classes", "save_detector"]

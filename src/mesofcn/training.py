@@ -42,6 +42,7 @@ from .hub import HubPusher
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .model_card import model_name_for, render_model_card
 from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+from .registration import save_detector
 from .tasks import TaskSpec, parse_task
 from .training_data import (
     DatasetError,
@@ -441,9 +442,7 @@ class Trainer:
             best = self.output_dir / BEST_DIR
             partial = self.output_dir / f".{BEST_DIR}.partial-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
-            model = self.accelerator.unwrap_model(self.model)
-            model.save_pretrained(partial)
-            self.processor.save_pretrained(partial)
+            save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
             arguments = {**public_args(self.args), "mesofcn_version": __version__}
             (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
             summary = {
