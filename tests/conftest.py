@@ -123,3 +123,19 @@ def run_python_without_mesofcn(script: str, *args, workdir: Path) -> dict:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def detect(checkpoint_dir):
+    """The deepfake-detection pipeline on the random checkpoint."""
+    from transformers import pipeline
+
+    return pipeline("deepfake-detection", model=str(checkpoint_dir), trust_remote_code=False)
+
+
+@pytest.fixture(scope="session")
+def detect_fake(fake_checkpoint):
+    """The deepfake-detection pipeline on the all-fake checkpoint, batching faces by 4."""
+    from transformers import pipeline
+
+    return pipeline("deepfake-detection", model=str(fake_checkpoint), trust_remote_code=False, batch_size=4)

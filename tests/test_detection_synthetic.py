@@ -13,7 +13,6 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from transformers import pipeline
 
 from mesofcn import __version__, crop_face
 from mesofcn.cli import EXIT_OK, main
@@ -66,16 +65,6 @@ def videos(tmp_path_factory, head) -> dict[str, Path]:
         "two": write_video(folder / "two.mp4", two),
         "none": write_video(folder / "none.mp4", flat),
     }
-
-
-@pytest.fixture(scope="module")
-def detect(checkpoint_dir):
-    return pipeline("deepfake-detection", model=str(checkpoint_dir), trust_remote_code=False)
-
-
-@pytest.fixture(scope="module")
-def detect_fake(fake_checkpoint):
-    return pipeline("deepfake-detection", model=str(fake_checkpoint), trust_remote_code=False, batch_size=4)
 
 
 # --- RetinaFace on stills -------------------------------------------------------------------------------------

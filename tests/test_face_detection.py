@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +17,9 @@ from mesofcn.face_detection import (
     available_face_detectors,
     load_face_detector,
 )
+from tests.conftest import shared_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MESOFCN_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 FACES = SHARED_DATA / "faces"
 
 needs_data = pytest.mark.skipif(

@@ -13,16 +13,6 @@ from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
 from tests.conftest import make_model, run_python_without_mesofcn
 
 
-@pytest.fixture(scope="module")
-def detect(checkpoint_dir):
-    return pipeline("deepfake-detection", model=str(checkpoint_dir), trust_remote_code=False)
-
-
-@pytest.fixture(scope="module")
-def detect_fake(fake_checkpoint):
-    return pipeline("deepfake-detection", model=str(fake_checkpoint), trust_remote_code=False, batch_size=4)
-
-
 def test_task_is_registered(detect):
     assert isinstance(detect, DeepfakeDetectionPipeline)
     assert detect.face_detector.name == "retinaface-mobilenet0.25"
@@ -44,6 +34,9 @@ def test_image_report_has_faces_maps_and_heatmaps(detect, face_photo):
         max(window.top, 0) : window.top + window.side, max(window.left, 0) : window.left + window.side
     ]
     assert inside.min() >= face["patch_map"].min() - 1e-5 and inside.max() <= face["patch_map"].max() + 1e-5
+    outside = face["heatmap"].copy()
+    outside[max(window.top, 0) : window.top + window.side, max(window.left, 0) : window.left + window.side] = 0
+    assert not outside.any()
     # The score is the checkpoint's P(fake) on the processor's crop of this face.
     pixels = MesoFCNImageProcessor()(
         np.asarray(Image.open(face_photo).convert("RGB")),
@@ -106,6 +99,11 @@ def test_bf16_pipeline_scores_close_to_fp32(checkpoint_dir, face_photo, detect):
 def test_bad_threshold_is_refused(detect):
     with pytest.raises(ValueError, match="threshold"):
         detect(np.zeros((8, 8, 3), np.uint8), threshold=1.5)
+
+
+def test_misspelt_options_are_refused(detect):
+    with pytest.raises(TypeError, match="evry"):
+        detect(np.zeros((8, 8, 3), np.uint8), evry=5)
 
 
 def test_results_do_not_depend_on_batch_size(checkpoint_dir, shared_data):

@@ -7,7 +7,6 @@ survive lossy compression, so each test can check exactly which frames came back
 from __future__ import annotations
 
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,9 +25,9 @@ from mesofcn.video import (
     probe_video,
     rotate_upright,
 )
+from tests.conftest import shared_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MESOFCN_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 
 WIDTH, HEIGHT, RATE, NUM_FRAMES = 64, 48, 25, 40
 STRIPE = 8  # px per index bit

@@ -177,6 +177,19 @@ def _command(args: argparse.Namespace, parts: list[str]) -> str:
     return shlex.join(["mesofcn", "prepare", *parts, *common])
 
 
+def _build_options(args: argparse.Namespace, command: str) -> dict:
+    """The keyword arguments every builder takes from the options all `prepare` builds share."""
+    return {
+        "num_proc": args.num_proc,
+        "shard": args.shard,
+        "min_score": args.min_score,
+        "crop_scale": args.crop_scale,
+        "progress": not args.quiet,
+        "command": command,
+        "remove_work": args.remove_work,
+    }
+
+
 def run_prepare_faceforensics(args: argparse.Namespace) -> int:
     from .datasets_faceforensics import build_faceforensics
 
@@ -192,13 +205,7 @@ def run_prepare_faceforensics(args: argparse.Namespace) -> int:
             compressions=args.compression,
             methods=args.methods,
             every=args.every,
-            num_proc=args.num_proc,
-            shard=args.shard,
-            min_score=args.min_score,
-            crop_scale=args.crop_scale,
-            progress=not args.quiet,
-            command=command,
-            remove_work=args.remove_work,
+            **_build_options(args, command),
         ),
         args,
     )
@@ -218,13 +225,7 @@ def run_prepare_gan_faces(args: argparse.Namespace) -> int:
             compressions=args.compression,
             split=args.split,
             seed=args.seed,
-            num_proc=args.num_proc,
-            shard=args.shard,
-            min_score=args.min_score,
-            crop_scale=args.crop_scale,
-            progress=not args.quiet,
-            command=_command(args, parts),
-            remove_work=args.remove_work,
+            **_build_options(args, _command(args, parts)),
         ),
         args,
     )
@@ -244,13 +245,7 @@ def run_prepare_self_blend(args: argparse.Namespace) -> int:
             every=args.every,
             split=args.split,
             seed=args.seed,
-            num_proc=args.num_proc,
-            shard=args.shard,
-            min_score=args.min_score,
-            crop_scale=args.crop_scale,
-            progress=not args.quiet,
-            command=_command(args, parts),
-            remove_work=args.remove_work,
+            **_build_options(args, _command(args, parts)),
         ),
         args,
     )

@@ -340,7 +340,7 @@ class MesoFCNImageProcessor(PilBackend):
     def _crop_one(self, image, mask, box, points, size: int, kwargs: dict) -> tuple[np.ndarray, np.ndarray | None]:
         """Uint8 face crop (and 0/1 mask crop) of one input, by the paper's geometry or a plain resize."""
         rgb = to_rgb_uint8(image)
-        resample = kwargs["resample"] if kwargs.get("do_resize", True) else PILImageResampling.BILINEAR
+        resample = kwargs["resample"]
         if box is not None:
             crop, mask_crop, _ = crop_face(rgb, box, points, mask, kwargs["crop_scale"], size, resample)
             return crop, mask_crop

@@ -274,11 +274,12 @@ class MesoFCNForDeepfakeDetection(MesoFCNPreTrainedModel):
         return mask_labels
 
     def _segmentation_loss(self, segmentation_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy averaged over the labelled positions; zero (still differentiable) when none are."""
+        """Cross-entropy averaged over the labelled positions; zero (still differentiable) when none are. Computed
+        without reading values back to the host, so a training step on a GPU does not wait here."""
         ignore = self.config.mask_ignore_index
-        if not bool((targets != ignore).any()):
-            return segmentation_logits.sum() * 0.0
-        return F.cross_entropy(segmentation_logits.float(), targets, ignore_index=ignore)
+        per_position = F.cross_entropy(segmentation_logits.float(), targets, ignore_index=ignore, reduction="none")
+        labelled = (targets != ignore).sum()
+        return per_position.sum() / labelled.clamp(min=1)
 
     def _joint_loss(self, cls_loss: torch.Tensor | None, seg_loss: torch.Tensor | None) -> torch.Tensor | None:
         """`λ·L_seg + (1-λ)·L_cls`; a term whose weight is zero is left out so its head gets no gradient."""

@@ -19,6 +19,9 @@ from .media import DEFAULT_MAX_IMAGE_PIXELS, load_image, media_kind
 from .tracking import FaceTracker, most_suspicious_track, summarize_track
 from .video import FrameSampling, iter_video_frames, probe_video
 
+#: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
+PIPELINE_PASSTHROUGH_KWARGS = frozenset({"timeout"})
+
 #: P(fake) at or above which a face, a track or a video is called fake.
 DEFAULT_THRESHOLD = 0.5
 
@@ -80,6 +83,9 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         return_heatmaps: bool | None = None,
         **kwargs,
     ):
+        unknown = sorted(set(kwargs) - PIPELINE_PASSTHROUGH_KWARGS)
+        if unknown:  # a misspelt option must not silently fall back to a default
+            raise TypeError(f"deepfake-detection pipeline got unknown options: {', '.join(unknown)}")
         preprocess = {}
         if every is not None or num_frames is not None:
             preprocess["sampling"] = FrameSampling(every=every, num_frames=num_frames)

@@ -45,8 +45,8 @@ class FaceTracker:
     min_iou: float = 0.3
     max_centre_distance: float = 0.5
     max_missed: int = 3
-    _active: list[_ActiveTrack] = field(default_factory=list)
-    _next_id: int = 0
+    _active: list[_ActiveTrack] = field(default_factory=list, init=False, repr=False)
+    _next_id: int = field(default=0, init=False, repr=False)
 
     def update(self, boxes: Sequence[Box]) -> list[int]:
         """Track ids for the faces of the next sampled frame, in the order given."""
