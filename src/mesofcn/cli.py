@@ -19,11 +19,6 @@ from .demo import add_demo_parser
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
-NO_DEFAULT_MODEL = (
-    "no trained default model ships with mesofcn {version} yet: pass --model with a checkpoint folder "
-    "(save_pretrained output) or a Hub id such as org/name that is in your Hugging Face cache"
-)
-
 
 class CommandError(Exception):
     """A problem with the command itself (bad option, unloadable model): reported in one line, exit code 2."""
@@ -52,7 +47,11 @@ def add_detect_parser(commands) -> None:
         "frames and give a verdict per input (the most suspicious face track).",
     )
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
-    detect.add_argument("--model", help="checkpoint folder or Hub id (resolved from the HF cache when offline)")
+    detect.add_argument(
+        "--model",
+        help="checkpoint folder or Hub id (resolved from the HF cache when offline); default: the bundled "
+        "mesofcn-selfblend-c23 checkpoint",
+    )
     sampling = detect.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
@@ -73,14 +72,21 @@ def add_detect_parser(commands) -> None:
 
 
 def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):
-    """The deepfake-detection pipeline for `model` (folder or Hub id), with a one-line error when it can't load."""
-    if not model:
-        raise CommandError(NO_DEFAULT_MODEL.format(version=__version__))
+    """
+    The deepfake-detection pipeline for `model` (folder or Hub id; the bundled default checkpoint when None), with
+    a one-line error when it can't load.
+    """
     from transformers import pipeline
 
+    from .defaults import require_default_model
     from .inference import resolve_dtype
     from .pipeline_mesofcn import DeepfakeDetectionPipeline
 
+    if not model:
+        try:
+            model = str(require_default_model())
+        except FileNotFoundError as error:
+            raise CommandError(str(error)) from error
     if not Path(model).is_dir() and (Path(model).exists() or model.count("/") != 1):
         raise CommandError(f"{model}: not a checkpoint folder or a Hub id of the form org/name")
     try:

@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from .cli_arguments import positive_int as _positive
+from .tasks import TASK_NAMES_HELP
 
 #: How the training rows' classes are balanced (see mesofcn.training_data.balance_classes).
 CLASS_BALANCE_CHOICES = ("oversample", "none")
@@ -34,10 +35,13 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
         description="Train MesoFCN with the paper's recipe (Accelerate).", formatter_class=DEFAULTS_FORMATTER
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_dir", required=True, help="DatasetDict of face crops saved with save_to_disk")
     data.add_argument(
-        "--task", required=True, help="ff-{c23,c40}-{df,f2f,fs,nt,all}, gan-{c23,c40}-{pgan,stylegan,all}"
+        "--dataset_dir",
+        required=True,
+        nargs="+",
+        help="DatasetDict(s) of face crops saved with save_to_disk; several are concatenated split by split",
     )
+    data.add_argument("--task", required=True, help=TASK_NAMES_HELP)
     data.add_argument("--train_split", default="train", help="split to train on")
     data.add_argument("--validation_split", default="validation", help="split that picks the best checkpoint")
     data.add_argument(
@@ -49,6 +53,16 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
     data.add_argument("--max_train_samples", type=_positive, help="use N training rows spread over the split")
     data.add_argument("--max_eval_samples", type=_positive, help="use N validation rows spread over the split")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="worker processes per data loader")
+    data.add_argument(
+        "--online_self_blend",
+        action="store_true",
+        help="add a copy of each real training face that becomes a new self-blended pseudo-fake each time it is drawn",
+    )
+    data.add_argument(
+        "--augment",
+        action="store_true",
+        help="flip, lower resolution, blur, noise and JPEG re-compression, drawn alike for real and fake faces",
+    )
 
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--seg_loss_weight", type=float, default=0.3, help="λ of λ·L_seg + (1-λ)·L_cls")

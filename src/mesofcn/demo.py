@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .cli_arguments import positive_int
 
 #: Frames per demo clip, and pixels the face drifts per frame (so tracking has something to do).
 CLIP_FRAMES = 30
 DRIFT = 2
-RANDOM_WEIGHTS_NOTICE = (
-    "note: no trained weights ship with mesofcn {version} yet, so this demo runs a randomly initialised network: "
-    "its scores are meaningless. Pass --model with a trained checkpoint for real verdicts."
-)
 
 
 def demo_photo() -> np.ndarray:
@@ -69,7 +63,7 @@ def add_demo_parser(commands) -> None:
         "self-blended, detect on both, print both verdicts and write annotated overlays.",
     )
     demo.add_argument("--out", type=Path, default=Path("mesofcn-demo"), help="folder for clips, overlays, reports")
-    demo.add_argument("--model", help="checkpoint folder or Hub id (default: see the note it prints)")
+    demo.add_argument("--model", help="checkpoint folder or Hub id (default: the bundled checkpoint)")
     demo.add_argument("--frames", type=positive_int, default=CLIP_FRAMES, help="frames per clip")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=run_demo)
@@ -77,42 +71,22 @@ def add_demo_parser(commands) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from .cli import detect_one, load_detection_pipeline, write_json_atomic
+    from .defaults import DEFAULT_MODEL_NAME
 
     args.out.mkdir(parents=True, exist_ok=True)
+    detector = load_detection_pipeline(args.model, "cpu", "fp32", 16)
     real, fake = make_demo_clips(args.out, args.frames)
-    with tempfile.TemporaryDirectory() as scratch:
-        model = args.model or untrained_checkpoint(Path(scratch))
-        if not args.model:
-            print(RANDOM_WEIGHTS_NOTICE.format(version=__version__))
-        detector = load_detection_pipeline(model, "cpu", "fp32", 16)
-        options = {"progress": not args.quiet, "return_heatmaps": False}
-        reports = [
-            detect_one(detector, str(clip), options, args.out / f"{clip.stem}_overlay", args.quiet)
-            for clip in (real, fake)
-        ]
+    options = {"progress": not args.quiet, "return_heatmaps": False}
+    reports = [
+        detect_one(detector, str(clip), options, args.out / f"{clip.stem}_overlay", args.quiet)
+        for clip in (real, fake)
+    ]
+    weights = args.model or f"{DEFAULT_MODEL_NAME} (bundled)"
     for report in reports:
-        report["weights"] = "given" if args.model else "random (untrained): scores are meaningless"
-        if not args.model:
-            report["model"] = "random-init"
+        report["weights"] = weights
     write_json_atomic(args.out / "reports.json", reports)
-    if not args.model:
-        print("(random weights: the two verdicts above mean nothing; the machinery around them is what ran)")
-    print(f"clips, overlays and reports.json in {args.out}/")
+    print(f"model: {weights}; clips, overlays and reports.json in {args.out}/")
     return 1 if any("error" in report for report in reports) else 0
 
 
-def untrained_checkpoint(folder: Path) -> str:
-    """A randomly initialised checkpoint (seeded), for running the machinery before trained weights exist."""
-    import torch
-
-    from .configuration_mesofcn import MesoFCNConfig
-    from .image_processing_mesofcn import MesoFCNImageProcessor
-    from .modeling_mesofcn import MesoFCNForDeepfakeDetection
-    from .registration import save_detector
-
-    torch.manual_seed(0)
-    save_detector(MesoFCNForDeepfakeDetection(MesoFCNConfig()), MesoFCNImageProcessor(), folder)
-    return str(folder)
-
-
-__all__ = ["add_demo_parser", "make_demo_clips", "run_demo", "untrained_checkpoint"]
+__all__ = ["add_demo_parser", "make_demo_clips", "run_demo"]

@@ -2,8 +2,10 @@
 Training tasks of the paper (which dataset rows a checkpoint learns from) and the paper's reference numbers.
 
 A task name is `ff-{c23,c40}-{df,f2f,fs,nt,all}` (FaceForensics++: pristine faces + one manipulation method, or
-all four of them) or `gan-{c23,c40}-{pgan,stylegan,all}` (real FFHQ faces + faces of one GAN, or of every GAN in
-the dataset). The compression part selects rows whose `compression` column equals it.
+all four of them), `gan-{c23,c40}-{pgan,stylegan,all}` (real FFHQ faces + faces of one GAN, or of every GAN in
+the dataset) or `sbi-{c23,c40}-{self,all}` (real faces + their self-blended pseudo-fakes only, or + every fake
+of the datasets given, e.g. FF++ fakes beside a self-blend dataset). The compression part selects rows whose
+`compression` column equals it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from dataclasses import dataclass
 FF_METHODS = {"df": "Deepfakes", "f2f": "Face2Face", "fs": "FaceSwap", "nt": "NeuralTextures"}
 #: GAN sources of the task names; a dataset method matches when its name contains the source's name.
 GAN_SOURCES = ("pgan", "stylegan")
+#: Dataset method of self-blended pseudo-fakes (mesofcn.datasets_self_blend) and the sbi task target selecting it.
+SELF_BLEND_METHOD = "self-blend"
+SELF_BLEND_TARGETS = ("self",)
 COMPRESSIONS = ("c23", "c40")
 
-_TASK_PATTERN = re.compile(r"^(ff|gan)-(c23|c40)-([a-z0-9]+)$")
+#: The task grammar in words, for help texts and errors.
+TASK_NAMES_HELP = "ff-{c23,c40}-{df,f2f,fs,nt,all}, gan-{c23,c40}-{pgan,stylegan,all} or sbi-{c23,c40}-{self,all}"
+
+_TASK_PATTERN = re.compile(r"^(ff|gan|sbi)-(c23|c40)-([a-z0-9]+)$")
 
 #: Frame-level test accuracy (%) of the paper at its best λ, by task (DESIGN.md, "Results to reproduce").
 PAPER_ACCURACY = {
@@ -55,7 +63,7 @@ class TaskSpec:
     """A parsed task name: the data family, the compression and the fake source(s) it trains on."""
 
     name: str
-    family: str  # "ff" or "gan"
+    family: str  # "ff", "gan" or "sbi"
     compression: str  # "c23" or "c40"
     target: str  # an abbreviation of FF_METHODS / GAN_SOURCES, or "all"
 
@@ -64,6 +72,8 @@ class TaskSpec:
         """Human name of the dataset the task reads, for model cards."""
         if self.family == "ff":
             return f"FaceForensics++ ({self.compression})"
+        if self.family == "sbi":
+            return f"real faces and their self-blended pseudo-fakes ({self.compression})"
         return f"FFHQ vs GAN faces ({self.compression})"
 
     @property
@@ -72,13 +82,18 @@ class TaskSpec:
         if self.family == "ff":
             names = FF_METHODS.values() if self.target == "all" else [FF_METHODS[self.target]]
             return ", ".join(names)
+        if self.family == "sbi":
+            others = " and every other fake in the datasets" if self.target == "all" else ""
+            return "self-blended pseudo-fakes" + others
         if self.target == "all":
             return "every GAN source in the dataset"
         return {"pgan": "PGAN", "stylegan": "StyleGAN"}[self.target]
 
     @property
     def real_description(self) -> str:
-        return "pristine FF++ faces" if self.family == "ff" else "real (FFHQ) faces"
+        return {"ff": "pristine FF++ faces", "gan": "real (FFHQ) faces", "sbi": "real faces of every dataset given"}[
+            self.family
+        ]
 
     def matches_fake_method(self, method: str) -> bool:
         """Whether a fake row of dataset method `method` belongs to this task (case-insensitive)."""
@@ -86,6 +101,8 @@ class TaskSpec:
         if self.family == "ff":
             wanted = FF_METHODS if self.target == "all" else {self.target: FF_METHODS[self.target]}
             return any(name in (abbreviation, full.lower()) for abbreviation, full in wanted.items())
+        if self.family == "sbi" and self.target != "all":
+            return name == SELF_BLEND_METHOD
         if self.target == "all":
             return True
         return self.target in name
@@ -97,11 +114,9 @@ class TaskSpec:
 def parse_task(name: str) -> TaskSpec:
     """`"ff-c23-df"` -> TaskSpec; a clear ValueError naming the valid tasks for anything else."""
     match = _TASK_PATTERN.match(name.strip().lower())
-    targets = {"ff": (*FF_METHODS, "all"), "gan": (*GAN_SOURCES, "all")}
+    targets = {"ff": (*FF_METHODS, "all"), "gan": (*GAN_SOURCES, "all"), "sbi": (*SELF_BLEND_TARGETS, "all")}
     if match is None or match.group(3) not in targets[match.group(1)]:
-        raise ValueError(
-            f"unknown task {name!r}: use ff-{{c23,c40}}-{{df,f2f,fs,nt,all}} or gan-{{c23,c40}}-{{pgan,stylegan,all}}"
-        )
+        raise ValueError(f"unknown task {name!r}: use {TASK_NAMES_HELP}")
     family, compression, target = match.groups()
     return TaskSpec(name=f"{family}-{compression}-{target}", family=family, compression=compression, target=target)
 
@@ -132,6 +147,9 @@ __all__ = [
     "PAPER_ACCURACY",
     "PAPER_SEGMENTATION_PIXEL_ACCURACY",
     "SEGMENTATION_LAMBDA",
+    "SELF_BLEND_METHOD",
+    "SELF_BLEND_TARGETS",
+    "TASK_NAMES_HELP",
     "XCEPTIONNET_ACCURACY",
     "TaskSpec",
     "parse_task",

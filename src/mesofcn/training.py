@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .augmentation import FaceAugmentation
 from .cli_training import BEST_METRIC_CHOICES, build_train_parser, configure_logging
 from .configuration_mesofcn import MesoFCNConfig
 from .evaluation import collect_predictions, compute_metrics
@@ -46,10 +47,10 @@ from .registration import save_detector
 from .tasks import TaskSpec, parse_task
 from .training_data import (
     DatasetError,
+    add_online_blend_rows,
     balance_classes,
     class_counts,
-    get_split,
-    load_dataset_dict,
+    load_split_of_datasets,
     make_dataloader,
     select_task_rows,
     spread_subset,
@@ -113,8 +114,9 @@ def check_args(args: argparse.Namespace) -> TaskSpec:
         spec = parse_task(args.task)
     except ValueError as error:
         raise TrainingError(str(error)) from error
-    if not Path(args.dataset_dir).is_dir():
-        raise TrainingError(f"dataset folder {args.dataset_dir} does not exist")
+    for folder in dataset_dirs(args):
+        if not Path(folder).is_dir():
+            raise TrainingError(f"dataset folder {folder} does not exist")
     if not 0.0 <= args.seg_loss_weight <= 1.0:
         raise TrainingError(f"--seg_loss_weight must be between 0 and 1, got {args.seg_loss_weight}")
     if args.learning_rate <= 0 or not 0 < args.lr_decay <= 1 or args.weight_decay < 0:
@@ -127,6 +129,12 @@ def check_args(args: argparse.Namespace) -> TaskSpec:
     if args.hub_model_id and args.hub_model_id.count("/") > 1:
         raise TrainingError(f"--hub_model_id must be name or org/name, got {args.hub_model_id}")
     return spec
+
+
+def dataset_dirs(args: argparse.Namespace) -> list[str]:
+    """--dataset_dir as a list (one folder or several; a single string from Python callers is accepted)."""
+    value = args.dataset_dir
+    return [str(value)] if isinstance(value, (str, Path)) else [str(folder) for folder in value]
 
 
 def public_args(args: argparse.Namespace) -> dict:
@@ -197,6 +205,7 @@ class Trainer:
         self.args = args
         self.spec = check_args(args)
         self.output_dir = Path(args.output_dir)
+        self.dataset_dirs = dataset_dirs(args)
         self.report_to = args.report_to or ("tensorboard" if tensorboard_available() else "none")
         self.step_callback = step_callback
         self.accelerator = Accelerator(
@@ -227,24 +236,28 @@ class Trainer:
     def _build_data(self) -> None:
         args = self.args
         try:
-            data = load_dataset_dict(args.dataset_dir)
-            train = get_split(data, args.train_split, args.dataset_dir)
-            validation = get_split(data, args.validation_split, args.dataset_dir)
-            train = select_task_rows(train, self.spec, f"split {args.train_split!r} of {args.dataset_dir}")
-            validation = select_task_rows(
-                validation, self.spec, f"split {args.validation_split!r} of {args.dataset_dir}"
-            )
+            train = load_split_of_datasets(self.dataset_dirs, args.train_split)
+            validation = load_split_of_datasets(self.dataset_dirs, args.validation_split)
+            where = " + ".join(str(path) for path in self.dataset_dirs)
+            train = select_task_rows(train, self.spec, f"split {args.train_split!r} of {where}")
+            validation = select_task_rows(validation, self.spec, f"split {args.validation_split!r} of {where}")
+            if args.max_train_samples:
+                train = spread_subset(train, args.max_train_samples)
+            if args.max_eval_samples:
+                validation = spread_subset(validation, args.max_eval_samples)
+            self.class_counts = {"train": class_counts(train), "validation": class_counts(validation)}
+            if args.online_self_blend:
+                train = add_online_blend_rows(train)
+                self.class_counts["train_with_online_blends"] = class_counts(train)
         except DatasetError as error:
             raise TrainingError(str(error)) from error
-        if args.max_train_samples:
-            train = spread_subset(train, args.max_train_samples)
-        if args.max_eval_samples:
-            validation = spread_subset(validation, args.max_eval_samples)
-        self.class_counts = {"train": class_counts(train), "validation": class_counts(validation)}
         if args.class_balance == "oversample":
             train = balance_classes(train, args.seed)
         self.class_counts["train_balanced"] = class_counts(train)
-        self.train_dataset = with_face_transform(train, self.processor, self.config)
+        augmentation = FaceAugmentation() if args.augment else None
+        self.train_dataset = with_face_transform(
+            train, self.processor, self.config, augmentation=augmentation, seed=args.seed
+        )
         self.eval_dataset = with_face_transform(validation, self.processor, self.config)
 
     def _build_model(self) -> None:
@@ -466,7 +479,7 @@ class Trainer:
             seg_loss_weight=args.seg_loss_weight,
             results=metrics,
             split=args.validation_split,
-            dataset_name=Path(args.dataset_dir).name,
+            dataset_name=" + ".join(Path(folder).name for folder in self.dataset_dirs),
             model_id=hub_id,
             best_step=self.state.best_step,
             training_args=public_args(args),

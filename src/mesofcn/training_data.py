@@ -9,15 +9,17 @@ decoded and normalized lazily, batch by batch, with `with_transform` (no int64 c
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Value, concatenate_datasets
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
+from .augmentation import FaceAugmentation, blend_crop
 from .configuration_mesofcn import MesoFCNConfig
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .modeling_mesofcn import sample_mask_labels
@@ -27,6 +29,10 @@ from .tasks import TaskSpec
 REQUIRED_COLUMNS = ("image", "label", "method", "compression")
 #: Column added to evaluation splits so that gathered predictions can be matched back to their rows.
 ROW_COLUMN = "row_index"
+#: Column marking training rows (copies of real faces) to be turned into a fresh self-blend each time they are drawn.
+ONLINE_BLEND_COLUMN = "online_blend"
+#: Columns online self-blending reads (frame-coordinate face box and landmarks, written by every builder).
+GEOMETRY_COLUMNS = ("box", "landmarks")
 
 
 class DatasetError(ValueError):
@@ -71,6 +77,45 @@ def get_split(data: DatasetDict, split: str, dataset_dir: str | Path) -> Dataset
     if missing:
         raise DatasetError(f"split {split!r} of {dataset_dir} lacks the column(s) {', '.join(missing)}")
     return dataset
+
+
+def load_split_of_datasets(dataset_dirs: Sequence[str | Path], split: str) -> Dataset:
+    """
+    Split `split` of every dataset folder, concatenated (e.g. a self-blend dataset beside an FF++ one). Each
+    dataset's `method` ClassLabel becomes its names (datasets name their methods differently) and only the
+    columns all of them share are kept.
+    """
+    parts = []
+    for dataset_dir in dataset_dirs:
+        dataset = get_split(load_dataset_dict(dataset_dir), split, dataset_dir)
+        if len(dataset_dirs) > 1 and isinstance(dataset.features["method"], ClassLabel):
+            names = column_as_strings(dataset, "method")
+            dataset = dataset.remove_columns("method").add_column("method", names, feature=Value("string"))
+        parts.append(dataset)
+    if len(parts) == 1:
+        return parts[0]
+    shared = [column for column in parts[0].column_names if all(column in part.column_names for part in parts)]
+    parts = [part.select_columns(shared) for part in parts]
+    try:
+        return concatenate_datasets(parts)
+    except ValueError as error:
+        names = ", ".join(str(path) for path in dataset_dirs)
+        raise DatasetError(f"split {split!r} of {names} cannot be combined ({error})") from error
+
+
+def add_online_blend_rows(dataset: Dataset) -> Dataset:
+    """
+    `dataset` plus a copy of every real row that has a face box and landmarks, marked in ONLINE_BLEND_COLUMN: the
+    training transform turns each copy into a new self-blended pseudo-fake whenever it is drawn.
+    """
+    missing = [column for column in GEOMETRY_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise DatasetError(f"online self-blending needs the column(s) {', '.join(missing)} (face box and landmarks)")
+    labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    real = np.flatnonzero(labels == 0)
+    flags = np.concatenate([np.zeros(len(dataset), dtype=np.int8), np.ones(len(real), dtype=np.int8)])
+    combined = dataset.select(np.concatenate([np.arange(len(dataset)), real]))
+    return combined.add_column(ONLINE_BLEND_COLUMN, flags)
 
 
 def column_as_strings(dataset: Dataset, column: str) -> list[str]:
@@ -120,8 +165,16 @@ def spread_subset(dataset: Dataset, count: int) -> Dataset:
     return dataset.select(np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(np.int64)))
 
 
-def class_counts(dataset: Dataset) -> dict[str, int]:
+def effective_labels(dataset: Dataset) -> np.ndarray:
+    """Row labels as training sees them: rows marked for online self-blending count as fake."""
     labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    if ONLINE_BLEND_COLUMN in dataset.column_names:
+        labels = np.where(np.asarray(dataset.with_format("numpy")[ONLINE_BLEND_COLUMN]) == 1, 1, labels)
+    return labels
+
+
+def class_counts(dataset: Dataset) -> dict[str, int]:
+    labels = effective_labels(dataset)
     return {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
 
 
@@ -132,7 +185,7 @@ def balance_classes(dataset: Dataset, seed: int) -> Dataset:
     methods (pristine frames are then 1 in 5), so that the loss does not learn the class prior. Fixed once per
     run (same seed, same rows), which keeps DDP sharding and resumption exact.
     """
-    labels = np.asarray(dataset.with_format("numpy")["label"], dtype=np.int64)
+    labels = effective_labels(dataset)
     real, fake = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     minority, majority = (real, fake) if len(real) < len(fake) else (fake, real)
     if len(minority) == 0 or len(minority) == len(majority):
@@ -149,6 +202,10 @@ class FaceBatchTransform:
     processor), `labels` and `mask_labels` (the 49x49 segmentation targets of Fig. 3). A missing mask of a real
     face means "nothing manipulated" (all zeros); a missing mask of a fake is unknown and ignored (-100).
     Columns named in `passthrough` are copied unchanged.
+
+    For training, rows marked in ONLINE_BLEND_COLUMN become fresh self-blended pseudo-fakes (label 1, exact mask)
+    and `augmentation` then changes every crop, real or fake, with the same distribution. Their random draws come
+    from `seed` and the process (DataLoader workers draw differently).
     """
 
     def __init__(
@@ -156,10 +213,16 @@ class FaceBatchTransform:
         processor: MesoFCNImageProcessor,
         config: MesoFCNConfig | None = None,
         passthrough: Sequence[str] = (),
+        augmentation: FaceAugmentation | None = None,
+        seed: int = 0,
     ):
         self.processor = processor
         self.config = config if config is not None else MesoFCNConfig()
         self.passthrough = tuple(passthrough)
+        self.augmentation = augmentation
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        self._rng_pid: int | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         images, labels = batch["image"], [int(label) for label in batch["label"]]
@@ -169,6 +232,8 @@ class FaceBatchTransform:
         masks = [
             self._known_mask(mask, image, label) for mask, image, label in zip(masks, images, labels, strict=True)
         ]
+        if ONLINE_BLEND_COLUMN in batch or self.augmentation is not None:
+            images, masks, labels = self._randomize(batch, images, masks, labels)
         encoded = self.processor(images, masks=masks, return_tensors="np")
         size = encoded["pixel_values"].shape[-1]
         full = encoded.get("mask_labels")
@@ -182,6 +247,31 @@ class FaceBatchTransform:
         }
         output.update({column: batch[column] for column in self.passthrough})
         return output
+
+    def _randomize(self, batch: dict[str, list], images: list, masks: list, labels: list[int]):
+        """Online self-blends for the marked rows, then the augmentation of every row (uint8 arrays)."""
+        rng = self._generator()
+        flags = batch.get(ONLINE_BLEND_COLUMN) or [0] * len(images)
+        arrays, new_masks, new_labels = [], [], []
+        for index, (image, mask, label) in enumerate(zip(images, masks, labels, strict=True)):
+            image = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
+            mask = None if mask is None else np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
+            if int(flags[index]) == 1:
+                image, mask = blend_crop(image, batch["box"][index], batch["landmarks"][index], rng)
+                label = 1
+            if self.augmentation is not None:
+                image, mask = self.augmentation(image, mask, rng)
+            arrays.append(image)
+            new_masks.append(mask)
+            new_labels.append(label)
+        return arrays, new_masks, new_labels
+
+    def _generator(self) -> np.random.Generator:
+        """This process's generator, seeded from `seed` and torch's per-worker seed on first use in the process."""
+        if self._rng is None or self._rng_pid != os.getpid():
+            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63])
+            self._rng_pid = os.getpid()
+        return self._rng
 
     @staticmethod
     def _known_mask(mask, image, label: int):
@@ -197,10 +287,15 @@ def with_face_transform(
     processor: MesoFCNImageProcessor,
     config: MesoFCNConfig | None = None,
     passthrough: Sequence[str] = (),
+    augmentation: FaceAugmentation | None = None,
+    seed: int = 0,
 ) -> Dataset:
     """`dataset` formatted by FaceBatchTransform, decoding only the columns it reads."""
     columns = ["image", "label"] + (["mask"] if "mask" in dataset.column_names else []) + list(passthrough)
-    return dataset.with_transform(FaceBatchTransform(processor, config, passthrough), columns=columns)
+    if ONLINE_BLEND_COLUMN in dataset.column_names:
+        columns += [ONLINE_BLEND_COLUMN, *GEOMETRY_COLUMNS]
+    transform = FaceBatchTransform(processor, config, passthrough, augmentation, seed)
+    return dataset.with_transform(transform, columns=columns)
 
 
 def make_dataloader(
@@ -231,16 +326,21 @@ def add_row_index(dataset: Dataset) -> Dataset:
 
 
 __all__ = [
+    "GEOMETRY_COLUMNS",
+    "ONLINE_BLEND_COLUMN",
     "REQUIRED_COLUMNS",
     "ROW_COLUMN",
     "DatasetError",
     "FaceBatchTransform",
+    "add_online_blend_rows",
     "add_row_index",
     "balance_classes",
     "class_counts",
     "column_as_strings",
+    "effective_labels",
     "get_split",
     "load_dataset_dict",
+    "load_split_of_datasets",
     "make_dataloader",
     "select_task_rows",
     "spread_subset",
