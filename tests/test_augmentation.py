@@ -169,6 +169,14 @@ def test_datasets_with_different_method_names_concatenate(two_datasets):
     assert set(only_blends["method"]) == {"pristine", "real", "self-blend"}
     with pytest.raises(ValueError, match="sbi-"):
         parse_task("sbi-c23-df")
+    c40 = rows.map(lambda row: {"compression": "c40"})
+    mixed = load_split_of_datasets([ff, sbi], "train")
+    from datasets import concatenate_datasets
+
+    mixed = concatenate_datasets([mixed, c40])
+    assert len(select_task_rows(mixed, parse_task("sbi-any-all"), "train")) == 2 * len(rows)
+    assert set(select_task_rows(mixed, parse_task("sbi-c40-all"), "train")["compression"]) == {"c40"}
+    assert parse_task("ff-any-df").dataset_title == "FaceForensics++ (every compression)"
 
 
 def test_training_on_two_datasets_with_online_blends_and_augmentation(two_datasets, tmp_path):

@@ -9,20 +9,23 @@ import numpy as np
 import pytest
 
 from mesofcn.cli import main
+from mesofcn.defaults import DEFAULT_MODEL_NAME, default_model_path
 
 pytest.importorskip("skimage")
 
 
-def test_demo_without_a_model_runs_end_to_end_and_says_the_weights_are_random(tmp_path, capsys):
+def test_demo_without_a_model_runs_the_bundled_checkpoint_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "10", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "randomly initialised" in printed and "mean nothing" in printed
+    assert f"model: {DEFAULT_MODEL_NAME} (bundled)" in printed and printed.count("P(fake)=") == 2
     reports = json.loads((out / "reports.json").read_text())
     assert [r["path"] for r in reports] == [str(out / "demo_real.mp4"), str(out / "demo_manipulated.mp4")]
     for report in reports:
-        assert report["weights"].startswith("random") and report["model"] == "random-init"
+        assert report["weights"] == f"{DEFAULT_MODEL_NAME} (bundled)" and report["model"] == str(default_model_path())
         assert len(report["tracks"]) == 1 and report["frames_analysed"] == 2
+    real, manipulated = reports
+    assert manipulated["score"] > real["score"]
     with av.open(str(out / "demo_manipulated_overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 10
 
@@ -46,4 +49,4 @@ def test_demo_with_a_checkpoint_gives_its_verdicts(tmp_path, capsys, fake_checkp
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "6", "--model", str(fake_checkpoint), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "randomly initialised" not in printed and printed.count("FAKE") == 2
+    assert f"model: {fake_checkpoint}" in printed and printed.count("FAKE") == 2

@@ -24,14 +24,14 @@ class FaceAugmentation:
     """Probabilities and ranges of the photometric and geometric changes (each drawn independently per crop)."""
 
     flip_probability: float = 0.5
-    downscale_probability: float = 0.3
+    downscale_probability: float = 0.4
     downscale_range: tuple[float, float] = (0.35, 0.9)  # the crop is resized to this fraction of its side and back
-    blur_probability: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    blur_probability: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
     noise_probability: float = 0.2
     noise_sigma: tuple[float, float] = (1.0, 6.0)  # grey levels
-    jpeg_probability: float = 0.3
-    jpeg_quality: tuple[int, int] = (50, 95)
+    jpeg_probability: float = 0.4
+    jpeg_quality: tuple[int, int] = (30, 95)
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator

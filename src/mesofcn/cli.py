@@ -50,7 +50,7 @@ def add_detect_parser(commands) -> None:
     detect.add_argument(
         "--model",
         help="checkpoint folder or Hub id (resolved from the HF cache when offline); default: the bundled "
-        "mesofcn-selfblend-c23 checkpoint",
+        "mesofcn-selfblend-c23-c40 checkpoint",
     )
     sampling = detect.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")

@@ -10,8 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 #: Name of the bundled checkpoint: trained on self-blended pseudo-fakes of real faces (plus two FF++ train
-#: fakes) at c23; it is not an FF++-trained model.
-DEFAULT_MODEL_NAME = "mesofcn-selfblend-c23"
+#: fakes) at c23 and c40; it is not an FF++-trained model.
+DEFAULT_MODEL_NAME = "mesofcn-selfblend-c23-c40"
 #: Files a bundled checkpoint folder must hold.
 DEFAULT_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 

@@ -5,7 +5,7 @@ A task name is `ff-{c23,c40}-{df,f2f,fs,nt,all}` (FaceForensics++: pristine face
 all four of them), `gan-{c23,c40}-{pgan,stylegan,all}` (real FFHQ faces + faces of one GAN, or of every GAN in
 the dataset) or `sbi-{c23,c40}-{self,all}` (real faces + their self-blended pseudo-fakes only, or + every fake
 of the datasets given, e.g. FF++ fakes beside a self-blend dataset). The compression part selects rows whose
-`compression` column equals it.
+`compression` column equals it; `any` in its place takes every compression (e.g. `sbi-any-all`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ GAN_SOURCES = ("pgan", "stylegan")
 SELF_BLEND_METHOD = "self-blend"
 SELF_BLEND_TARGETS = ("self",)
 COMPRESSIONS = ("c23", "c40")
+#: Compression part of a task name that selects rows of every compression.
+ANY_COMPRESSION = "any"
 
 #: The task grammar in words, for help texts and errors.
-TASK_NAMES_HELP = "ff-{c23,c40}-{df,f2f,fs,nt,all}, gan-{c23,c40}-{pgan,stylegan,all} or sbi-{c23,c40}-{self,all}"
+TASK_NAMES_HELP = (
+    "ff-{c23,c40}-{df,f2f,fs,nt,all}, gan-{c23,c40}-{pgan,stylegan,all} or sbi-{c23,c40}-{self,all} "
+    "(any instead of c23/c40: every compression)"
+)
 
-_TASK_PATTERN = re.compile(r"^(ff|gan|sbi)-(c23|c40)-([a-z0-9]+)$")
+_TASK_PATTERN = re.compile(r"^(ff|gan|sbi)-(c23|c40|any)-([a-z0-9]+)$")
 
 #: Frame-level test accuracy (%) of the paper at its best λ, by task (DESIGN.md, "Results to reproduce").
 PAPER_ACCURACY = {
@@ -64,17 +69,18 @@ class TaskSpec:
 
     name: str
     family: str  # "ff", "gan" or "sbi"
-    compression: str  # "c23" or "c40"
+    compression: str  # "c23", "c40" or "any"
     target: str  # an abbreviation of FF_METHODS / GAN_SOURCES, or "all"
 
     @property
     def dataset_title(self) -> str:
         """Human name of the dataset the task reads, for model cards."""
+        level = "every compression" if self.compression == ANY_COMPRESSION else self.compression
         if self.family == "ff":
-            return f"FaceForensics++ ({self.compression})"
+            return f"FaceForensics++ ({level})"
         if self.family == "sbi":
-            return f"real faces and their self-blended pseudo-fakes ({self.compression})"
-        return f"FFHQ vs GAN faces ({self.compression})"
+            return f"real faces and their self-blended pseudo-fakes ({level})"
+        return f"FFHQ vs GAN faces ({level})"
 
     @property
     def fake_description(self) -> str:
@@ -108,7 +114,7 @@ class TaskSpec:
         return self.target in name
 
     def matches_compression(self, compression: str | None) -> bool:
-        return (compression or "").strip().lower() == self.compression
+        return self.compression == ANY_COMPRESSION or (compression or "").strip().lower() == self.compression
 
 
 def parse_task(name: str) -> TaskSpec:
@@ -140,6 +146,7 @@ def tasks_for_methods(family: str, compression: str, methods: Iterable[str]) -> 
 
 
 __all__ = [
+    "ANY_COMPRESSION",
     "CLASSIFICATION_LAMBDAS",
     "COMPRESSIONS",
     "FF_METHODS",
