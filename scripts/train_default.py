@@ -1,5 +1,5 @@
 """
-Reproduce the bundled default checkpoint (mesofcn-selfblend-c23-c40) on a CPU, from the real faces in shared/data:
+Train the default checkpoint (mesofcn-selfblend-c23-c40) on a CPU from the real faces in shared/data:
 
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model --ship
@@ -19,7 +19,10 @@ Steps (each resumes where a stopped run left off; rerun the same command):
    (--online_self_blend is left out: its blends are made after compression, so only the fakes would carry
    uncompressed seams.)
 4. With --ship: the best checkpoint's weights, config, processor config, training arguments and validation
-   results, plus the model card from model_cards/, into src/mesofcn/weights/mesofcn-selfblend-c23-c40/.
+   results, plus the model card from model_cards/, into the package's weights/mesofcn-selfblend-c23-c40/ (or
+   --ship-to), where `mesofcn detect`, `mesofcn demo` and `pipeline("deepfake-detection")` find it. For research
+   use in your checkout only: the training data's terms forbid shipping what is derived from it (git ignores the
+   folder).
 
 About 100 minutes on 2 CPU cores with AVX512-BF16 for step 3, 5 minutes for steps 1-2.
 """
@@ -36,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from mesofcn.cli import main as mesofcn  # noqa: E402
-from mesofcn.defaults import DEFAULT_MODEL_NAME  # noqa: E402
+from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path  # noqa: E402
 from mesofcn.training import CHECKPOINTS_DIR, list_checkpoints  # noqa: E402
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
@@ -99,19 +102,19 @@ def train(datasets: list[Path], output: Path) -> None:
     run(argv)
 
 
-def ship(output: Path) -> Path:
-    """Copy the best checkpoint and its card into the package (written beside, then renamed into place)."""
+def ship(output: Path, target: Path) -> Path:
+    """Copy the run's best checkpoint and the card to `target` (written beside it, then renamed into place)."""
     best = output / "best"
     card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
-    target = REPO_ROOT / "src" / "mesofcn" / "weights" / DEFAULT_MODEL_NAME
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for name in SHIPPED_FILES:
         shutil.copy2(best / name, partial / name)
-    config = json.loads((partial / "config.json").read_text())
-    config.pop("auto_map", None)  # the code is the installed package, not files beside the weights
-    (partial / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for name in ("config.json", "preprocessor_config.json"):  # the code is the installed package, not files here
+        settings = json.loads((partial / name).read_text())
+        settings.pop("auto_map", None)
+        (partial / name).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     arguments = json.loads((best / "training_args.json").read_text())
     arguments["dataset_dir"] = [Path(folder).name for folder in arguments["dataset_dir"]]
     arguments["output_dir"] = Path(arguments["output_dir"]).name
@@ -127,11 +130,14 @@ def main() -> None:
     parser.add_argument("--shared-data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=Path("runs/default-model"), help="datasets and the run")
     parser.add_argument("--num-proc", type=int, default=2, help="dataset builder processes")
-    parser.add_argument("--ship", action="store_true", help="only copy the finished run's best checkpoint")
+    parser.add_argument(
+        "--ship", action="store_true", help="only install the finished run's best checkpoint as the default model"
+    )
+    parser.add_argument("--ship-to", type=Path, default=packaged_model_path(), help="where --ship installs it")
     args = parser.parse_args()
     output = args.work / "train"
     if args.ship:
-        print(f"shipped {ship(output)}")
+        print(f"installed {ship(output, args.ship_to)}")
         return
     if not (args.shared_data / "ffpp_mini").is_dir():
         raise SystemExit(f"{args.shared_data} has no ffpp_mini/: pass --shared-data with the shared data folder")

@@ -3,31 +3,50 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import av
 import numpy as np
 import pytest
 
 from mesofcn.cli import main
-from mesofcn.defaults import DEFAULT_MODEL_NAME, default_model_path
+from mesofcn.defaults import DEFAULT_MODEL_ENV
 
 pytest.importorskip("skimage")
 
 
-def test_demo_without_a_model_runs_the_bundled_checkpoint_end_to_end(tmp_path, capsys):
+@pytest.fixture
+def no_default_model(monkeypatch, tmp_path):
+    """An installation without a default model (whatever this checkout has installed)."""
+    monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
+    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda: tmp_path / "no-default")
+
+
+def test_demo_without_any_model_runs_end_to_end_and_says_the_weights_are_random(tmp_path, capsys, no_default_model):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "10", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"model: {DEFAULT_MODEL_NAME} (bundled)" in printed and printed.count("P(fake)=") == 2
+    assert "randomly initialised" in printed and "mean nothing" in printed
     reports = json.loads((out / "reports.json").read_text())
     assert [r["path"] for r in reports] == [str(out / "demo_real.mp4"), str(out / "demo_manipulated.mp4")]
     for report in reports:
-        assert report["weights"] == f"{DEFAULT_MODEL_NAME} (bundled)" and report["model"] == str(default_model_path())
+        assert report["weights"].startswith("random") and report["model"] == "random-init"
         assert len(report["tracks"]) == 1 and report["frames_analysed"] == 2
-    real, manipulated = reports
-    assert manipulated["score"] > real["score"]
     with av.open(str(out / "demo_manipulated_overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 10
+
+
+def test_demo_uses_the_installed_default_model(tmp_path, capsys, monkeypatch, fake_checkpoint):
+    default = tmp_path / "default"
+    shutil.copytree(fake_checkpoint, default)
+    (default / "README.md").write_text("# a default model\n")
+    monkeypatch.setenv(DEFAULT_MODEL_ENV, str(default))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--frames", "6", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "randomly initialised" not in printed and printed.count("FAKE") == 2
+    assert f"model: default ({default})" in printed
+    assert all(report["model"] == str(default) for report in json.loads((out / "reports.json").read_text()))
 
 
 def test_demo_clips_differ_only_around_the_face(tmp_path):
@@ -49,4 +68,4 @@ def test_demo_with_a_checkpoint_gives_its_verdicts(tmp_path, capsys, fake_checkp
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "6", "--model", str(fake_checkpoint), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"model: {fake_checkpoint}" in printed and printed.count("FAKE") == 2
+    assert f"model: {fake_checkpoint}" in printed and printed.count("FAKE") == 2 and "randomly" not in printed

@@ -49,8 +49,8 @@ def add_detect_parser(commands) -> None:
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
     detect.add_argument(
         "--model",
-        help="checkpoint folder or Hub id (resolved from the HF cache when offline); default: the bundled "
-        "mesofcn-selfblend-c23-c40 checkpoint",
+        help="checkpoint folder or Hub id (resolved from the HF cache when offline); default: $MESOFCN_DEFAULT_MODEL "
+        "or the default model installed in the package (see the README)",
     )
     sampling = detect.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
@@ -73,8 +73,8 @@ def add_detect_parser(commands) -> None:
 
 def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):
     """
-    The deepfake-detection pipeline for `model` (folder or Hub id; the bundled default checkpoint when None), with
-    a one-line error when it can't load.
+    The deepfake-detection pipeline for `model` (folder or Hub id; the default checkpoint when None, see
+    mesofcn.defaults), with a one-line error when it can't load.
     """
     from transformers import pipeline
 

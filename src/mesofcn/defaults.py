@@ -1,48 +1,73 @@
 """
-The trained checkpoint that ships inside the package: the default of `mesofcn detect`, `mesofcn demo` and
-`pipeline("deepfake-detection")` when no model is given. It is loaded from the installed package folder, so it
-needs no network. See its model card (README.md beside the weights) for what it was trained on and its limits.
+The default checkpoint: what `mesofcn detect`, `mesofcn demo` and `pipeline("deepfake-detection")` use when no
+model is given. It is looked up, without any network access, in this order:
+
+1. the folder named by the environment variable ``MESOFCN_DEFAULT_MODEL`` (a site-wide or personal default);
+2. ``weights/mesofcn-selfblend-c23-c40/`` inside the installed package.
+
+No weights are committed to the repository: the only trained recipe so far learns from research-only data whose
+terms forbid shipping anything derived from it inside the product (see model_cards/mesofcn-selfblend-c23-c40.md).
+`python scripts/train_default.py --ship` trains that checkpoint and installs it into a checkout for research use.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
-#: Name of the bundled checkpoint: trained on self-blended pseudo-fakes of real faces (plus two FF++ train
-#: fakes) at c23 and c40; it is not an FF++-trained model.
+#: Name of the default checkpoint's recipe: self-blended pseudo-fakes of real faces plus two FF++ train fakes, at
+#: c23 and c40. It is not an FF++-trained model.
 DEFAULT_MODEL_NAME = "mesofcn-selfblend-c23-c40"
-#: Files a bundled checkpoint folder must hold.
+#: Environment variable naming a checkpoint folder to use as the default instead of the package's.
+DEFAULT_MODEL_ENV = "MESOFCN_DEFAULT_MODEL"
+#: Files a default checkpoint folder must hold.
 DEFAULT_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 
 
-def default_model_path() -> Path:
-    """Folder of the bundled checkpoint inside the installed package (it may be missing in a broken install)."""
+def packaged_model_path() -> Path:
+    """Where a default checkpoint installed into the package lives."""
     return Path(str(resources.files("mesofcn") / "weights" / DEFAULT_MODEL_NAME))
 
 
+def default_model_path() -> Path:
+    """The default checkpoint's folder: $MESOFCN_DEFAULT_MODEL when set, else the package's (it may not exist)."""
+    chosen = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
+    return Path(chosen).expanduser() if chosen else packaged_model_path()
+
+
+def missing_default_files(folder: Path) -> list[str]:
+    return [name for name in DEFAULT_MODEL_FILES if not (folder / name).is_file()]
+
+
 def default_model_available() -> bool:
-    """Whether the bundled checkpoint is complete in this installation."""
-    folder = default_model_path()
-    return all((folder / name).is_file() for name in DEFAULT_MODEL_FILES)
+    """Whether a complete default checkpoint is installed (or named by $MESOFCN_DEFAULT_MODEL)."""
+    return not missing_default_files(default_model_path())
 
 
 def require_default_model() -> Path:
-    """The bundled checkpoint's folder; FileNotFoundError naming the missing files when the install lacks them."""
+    """The default checkpoint's folder; FileNotFoundError saying what is missing and how to get one."""
     folder = default_model_path()
-    missing = [name for name in DEFAULT_MODEL_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"the bundled default model is incomplete in {folder} (missing {', '.join(missing)}); "
-            "reinstall mesofcn or pass a checkpoint with --model"
-        )
-    return folder
+    missing = missing_default_files(folder)
+    if not missing:
+        return folder
+    if os.environ.get(DEFAULT_MODEL_ENV, "").strip():
+        raise FileNotFoundError(f"${DEFAULT_MODEL_ENV} names {folder}, which lacks {', '.join(missing)}")
+    if len(missing) < len(DEFAULT_MODEL_FILES):
+        raise FileNotFoundError(f"the default model in {folder} is incomplete (missing {', '.join(missing)})")
+    raise FileNotFoundError(
+        "no default model is installed: pass --model with a checkpoint folder or Hub id, set "
+        f"${DEFAULT_MODEL_ENV}, or build one with scripts/train_default.py (see model_cards/{DEFAULT_MODEL_NAME}.md)"
+    )
 
 
 __all__ = [
+    "DEFAULT_MODEL_ENV",
     "DEFAULT_MODEL_FILES",
     "DEFAULT_MODEL_NAME",
     "default_model_available",
     "default_model_path",
+    "missing_default_files",
+    "packaged_model_path",
     "require_default_model",
 ]

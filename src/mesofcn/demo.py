@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,11 @@ from .cli_arguments import positive_int
 #: Frames per demo clip, and pixels the face drifts per frame (so tracking has something to do).
 CLIP_FRAMES = 30
 DRIFT = 2
+RANDOM_WEIGHTS = "random (untrained): scores are meaningless"
+RANDOM_WEIGHTS_NOTICE = (
+    "note: no default model is installed (see the README), so this demo runs a randomly initialised network: its "
+    "scores are meaningless. Pass --model with a trained checkpoint, or set $MESOFCN_DEFAULT_MODEL, for real verdicts."
+)
 
 
 def demo_photo() -> np.ndarray:
@@ -63,7 +69,9 @@ def add_demo_parser(commands) -> None:
         "self-blended, detect on both, print both verdicts and write annotated overlays.",
     )
     demo.add_argument("--out", type=Path, default=Path("mesofcn-demo"), help="folder for clips, overlays, reports")
-    demo.add_argument("--model", help="checkpoint folder or Hub id (default: the bundled checkpoint)")
+    demo.add_argument(
+        "--model", help="checkpoint folder or Hub id (default: the installed default model, else random weights)"
+    )
     demo.add_argument("--frames", type=positive_int, default=CLIP_FRAMES, help="frames per clip")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=run_demo)
@@ -71,22 +79,54 @@ def add_demo_parser(commands) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     from .cli import detect_one, load_detection_pipeline, write_json_atomic
-    from .defaults import DEFAULT_MODEL_NAME
 
     args.out.mkdir(parents=True, exist_ok=True)
-    detector = load_detection_pipeline(args.model, "cpu", "fp32", 16)
     real, fake = make_demo_clips(args.out, args.frames)
-    options = {"progress": not args.quiet, "return_heatmaps": False}
-    reports = [
-        detect_one(detector, str(clip), options, args.out / f"{clip.stem}_overlay", args.quiet)
-        for clip in (real, fake)
-    ]
-    weights = args.model or f"{DEFAULT_MODEL_NAME} (bundled)"
+    with tempfile.TemporaryDirectory() as scratch:
+        model, weights = demo_model(args.model, Path(scratch))
+        detector = load_detection_pipeline(model, "cpu", "fp32", 16)
+        options = {"progress": not args.quiet, "return_heatmaps": False}
+        reports = [
+            detect_one(detector, str(clip), options, args.out / f"{clip.stem}_overlay", args.quiet)
+            for clip in (real, fake)
+        ]
     for report in reports:
         report["weights"] = weights
+        if weights == RANDOM_WEIGHTS:
+            report["model"] = "random-init"
     write_json_atomic(args.out / "reports.json", reports)
+    if weights == RANDOM_WEIGHTS:
+        print("(random weights: the two verdicts above mean nothing; the machinery around them is what ran)")
     print(f"model: {weights}; clips, overlays and reports.json in {args.out}/")
     return 1 if any("error" in report for report in reports) else 0
 
 
-__all__ = ["add_demo_parser", "make_demo_clips", "run_demo"]
+def demo_model(model: str | None, scratch: Path) -> tuple[str, str]:
+    """The checkpoint the demo runs and how to describe it: the one given, else the default, else random weights
+    (with a printed notice), so that the machinery runs even where no trained default is installed."""
+    from .defaults import default_model_available, default_model_path
+
+    if model:
+        return model, model
+    if default_model_available():
+        folder = default_model_path()
+        return str(folder), f"default ({folder})"
+    print(RANDOM_WEIGHTS_NOTICE)
+    return untrained_checkpoint(scratch), RANDOM_WEIGHTS
+
+
+def untrained_checkpoint(folder: Path) -> str:
+    """A randomly initialised checkpoint (seeded), for running the machinery where no trained weights exist."""
+    import torch
+
+    from .configuration_mesofcn import MesoFCNConfig
+    from .image_processing_mesofcn import MesoFCNImageProcessor
+    from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+    from .registration import save_detector
+
+    torch.manual_seed(0)
+    save_detector(MesoFCNForDeepfakeDetection(MesoFCNConfig()), MesoFCNImageProcessor(), folder)
+    return str(folder)
+
+
+__all__ = ["RANDOM_WEIGHTS", "add_demo_parser", "demo_model", "make_demo_clips", "run_demo", "untrained_checkpoint"]
