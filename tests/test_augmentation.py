@@ -186,6 +186,9 @@ def test_training_on_two_datasets_with_online_blends_and_augmentation(two_datase
     argv += ["--report_to", "none", "--disable_tqdm", "--eval_steps", "3"]
     result = train(build_train_parser().parse_args(argv))
     assert result.global_step == 3 and result.best_dir.is_dir()
+    final = json.loads((result.final_dir / "eval_results.json").read_text())
+    assert final["step"] == 3 and (result.final_dir / "model.safetensors").is_file()
+    assert final["frame"] == json.loads((result.best_dir / "eval_results.json").read_text())["frame"]
     arguments = json.loads((result.best_dir / "training_args.json").read_text())
     assert arguments["dataset_dir"] == [str(ff), str(sbi)] and arguments["online_self_blend"] is True
     evaluation = json.loads((result.best_dir / "eval_results.json").read_text())

@@ -38,9 +38,9 @@ MAX_WEIGHT_BYTES = 5_000_000
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    """A training output folder as `mesofcn train` leaves it: best/ with code files, arguments and results."""
+    """A training output folder as `mesofcn train` leaves it: final/ with code files, arguments and results."""
     run = tmp_path_factory.mktemp("run")
-    best = run / "best"
+    best = run / "final"
     save_detector(make_model(seed=4), MesoFCNImageProcessor(), best)
     arguments = {"task": "sbi-any-all", "dataset_dir": ["/data/ffpp_c23", "/data/sbi_c23"], "output_dir": str(run)}
     (best / "training_args.json").write_text(json.dumps(arguments))

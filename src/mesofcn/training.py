@@ -8,8 +8,9 @@ accuracy every 1000 steps and at each epoch end, the best checkpoint by validati
 
 Accelerate supplies the devices, DDP over several GPUs or machines, mixed precision and gradient accumulation.
 Output: O/best/ (save_pretrained checkpoint + processor + code files + model card README.md + training_args.json
-+ eval_results.json), O/checkpoints/step_N/ (Accelerate states for --resume_from_checkpoint), O/logs/ (TensorBoard)
-and O/eval_log.jsonl (every validation).
++ eval_results.json) for the best validation, O/final/ (the same for the model at the end of the schedule),
+O/checkpoints/step_N/ (Accelerate states for --resume_from_checkpoint), O/logs/ (TensorBoard) and O/eval_log.jsonl
+(every validation).
 
 Settings the paper leaves open, with their defaults: batch size 32 per device, λ 0.3, seed 42, class balance by
 oversampling the minority class of the training split (pristine frames of tasks with several methods), all
@@ -59,7 +60,8 @@ from .training_data import (
 
 logger = logging.getLogger(__name__)
 
-BEST_DIR, CHECKPOINTS_DIR, LOGS_DIR, EVAL_LOG = "best", "checkpoints", "logs", "eval_log.jsonl"
+BEST_DIR, FINAL_DIR, CHECKPOINTS_DIR, LOGS_DIR = "best", "final", "checkpoints", "logs"
+EVAL_LOG = "eval_log.jsonl"
 _CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 
 
@@ -94,6 +96,7 @@ class TrainingResult:
 
     output_dir: Path
     best_dir: Path
+    final_dir: Path
     best_step: int | None
     best_metric: float | None
     global_step: int
@@ -224,6 +227,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed 128x128 inputs: let cuDNN pick the fastest kernels
         set_seed(args.seed, deterministic=args.deterministic)
         self.state = TrainingState()
+        self.last_metrics: dict = {}
         self.processor = MesoFCNImageProcessor()
         self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight)
         self._build_data()
@@ -427,6 +431,7 @@ class Trainer:
         predictions = collect_predictions(self.model, self.eval_loader, self.accelerator)
         metrics = compute_metrics(predictions, threshold=0.5)
         state.last_eval_step = state.global_step
+        self.last_metrics = metrics
         value = metrics["frame"][args.metric_for_best_model]
         improved = is_improvement(value, state.best_metric)
         if improved:
@@ -450,28 +455,35 @@ class Trainer:
         return metrics
 
     def _save_best(self, metrics: dict) -> None:
-        """Write best/ atomically on the main process: weights, processor, card, arguments and metrics."""
+        """Write best/ atomically on the main process (and push it): the checkpoint of the best validation."""
         if self.is_main:
             best = self.output_dir / BEST_DIR
-            partial = self.output_dir / f".{BEST_DIR}.partial-{os.getpid()}"
-            shutil.rmtree(partial, ignore_errors=True)
-            save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
-            arguments = {**public_args(self.args), "mesofcn_version": __version__}
-            (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
-            summary = {
-                "best_step": self.state.best_step,
-                "epoch": self.state.epoch,
-                "split": self.args.validation_split,
-            }
-            (partial / "eval_results.json").write_text(json.dumps({**summary, **metrics}, indent=2) + "\n")
-            self._card(metrics).save(partial / "README.md")
-            replace_directory(partial, best)
+            self._export(best, metrics)
             if self.pusher is not None:
                 message = f"step {self.state.best_step}: validation {self.args.metric_for_best_model} "
                 self.pusher.push_in_background(best, message + f"{self.state.best_metric:.4f}")
         self.accelerator.wait_for_everyone()
 
-    def _card(self, metrics: dict):
+    def _export(self, folder: Path, metrics: dict) -> None:
+        """Weights, processor, card, arguments and validation metrics of the current model into `folder`
+        (written under a temporary name, then swapped in)."""
+        partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
+        arguments = {**public_args(self.args), "mesofcn_version": __version__}
+        (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
+        summary = {
+            "step": self.state.global_step,
+            "best_step": self.state.best_step,
+            "epoch": self.state.epoch,
+            "split": self.args.validation_split,
+        }
+        (partial / "eval_results.json").write_text(json.dumps({**summary, **metrics}, indent=2) + "\n")
+        # The card names a step only for best/ ("best checkpoint at step N"); final/ is the end of the schedule.
+        self._card(metrics, self.state.best_step if folder.name == BEST_DIR else None).save(partial / "README.md")
+        replace_directory(partial, folder)
+
+    def _card(self, metrics: dict, best_step: int | None):
         args = self.args
         hub_id = self.pusher.repo_id if self.pusher is not None else None
         return render_model_card(
@@ -481,7 +493,7 @@ class Trainer:
             split=args.validation_split,
             dataset_name=" + ".join(Path(folder).name for folder in self.dataset_dirs),
             model_id=hub_id,
-            best_step=self.state.best_step,
+            best_step=best_step,
             training_args=public_args(args),
             data_note=f"Rows used: {self.class_counts}.",
         )
@@ -490,9 +502,12 @@ class Trainer:
 
     def _finish(self) -> TrainingResult:
         state, accelerator = self.state, self.accelerator
-        metrics = {}
-        if state.last_eval_step != state.global_step:
+        metrics = self.last_metrics
+        if state.last_eval_step != state.global_step or not metrics:  # also after resuming a finished run
             metrics = self._validate()
+        if self.is_main:
+            self._export(self.output_dir / FINAL_DIR, metrics)
+        accelerator.wait_for_everyone()
         checkpoints = list_checkpoints(self.output_dir / CHECKPOINTS_DIR)
         if not checkpoints or checkpoints[-1].name != f"step_{state.global_step:08d}":
             save_checkpoint(accelerator, self.output_dir, state.global_step, self.args.checkpoints_total_limit)
@@ -512,6 +527,7 @@ class Trainer:
         return TrainingResult(
             output_dir=self.output_dir,
             best_dir=self.output_dir / BEST_DIR,
+            final_dir=self.output_dir / FINAL_DIR,
             best_step=state.best_step,
             best_metric=state.best_metric,
             global_step=state.global_step,
