@@ -188,6 +188,11 @@ def validation_reports(shared_data, tmp_path_factory) -> dict[str, dict]:
     return {Path(report["path"]).stem: report for report in json.loads(out.read_text())}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 2026-11-28 with the mesofcn-selfblend-c23-c40 recipe (every 5th frame): video P(fake) 004 "
+    "0.859 > 004_982 0.844, speaker means 0.191 > 0.041; the recipe does not separate this pair (model card)",
+)
 def test_trained_default_scores_the_neuraltextures_fake_above_its_original(validation_reports):
     real, fake = validation_reports["004"], validation_reports["004_982"]
     speaker = [
