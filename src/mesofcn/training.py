@@ -51,7 +51,7 @@ from .training_data import (
     add_online_blend_rows,
     balance_classes,
     class_counts,
-    load_split_of_datasets,
+    load_splits_of_datasets,
     make_dataloader,
     select_task_rows,
     spread_subset,
@@ -240,8 +240,8 @@ class Trainer:
     def _build_data(self) -> None:
         args = self.args
         try:
-            train = load_split_of_datasets(self.dataset_dirs, args.train_split)
-            validation = load_split_of_datasets(self.dataset_dirs, args.validation_split)
+            splits = load_splits_of_datasets(self.dataset_dirs, [args.train_split, args.validation_split])
+            train, validation = splits[args.train_split], splits[args.validation_split]
             where = " + ".join(str(path) for path in self.dataset_dirs)
             train = select_task_rows(train, self.spec, f"split {args.train_split!r} of {where}")
             validation = select_task_rows(validation, self.spec, f"split {args.validation_split!r} of {where}")

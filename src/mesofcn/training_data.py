@@ -79,34 +79,43 @@ def get_split(data: DatasetDict, split: str, dataset_dir: str | Path) -> Dataset
     return dataset
 
 
-def load_split_of_datasets(dataset_dirs: Sequence[str | Path], split: str) -> Dataset:
+def load_splits_of_datasets(dataset_dirs: Sequence[str | Path], splits: Sequence[str]) -> dict[str, Dataset]:
     """
-    Split `split` of every dataset folder, concatenated (e.g. a self-blend dataset beside an FF++ one). Each
-    dataset's `method` ClassLabel becomes its names (datasets name their methods differently) and only the
-    columns all of them share are kept.
+    Each of `splits` from every dataset folder (each folder read once), concatenated split by split (e.g. a
+    self-blend dataset beside an FF++ one). With several folders, each `method` ClassLabel becomes its names
+    (datasets name their methods differently) and only the columns all of them share are kept.
     """
-    parts = []
-    for dataset_dir in dataset_dirs:
-        dataset = get_split(load_dataset_dict(dataset_dir), split, dataset_dir)
-        if len(dataset_dirs) > 1 and isinstance(dataset.features["method"], ClassLabel):
-            names = column_as_strings(dataset, "method")
-            dataset = dataset.remove_columns("method").add_column("method", names, feature=Value("string"))
-        parts.append(dataset)
+    loaded = [(dataset_dir, load_dataset_dict(dataset_dir)) for dataset_dir in dataset_dirs]
+    where = " + ".join(str(path) for path in dataset_dirs)
+    splits_by_name = {}
+    for split in splits:
+        parts = [get_split(data, split, path) for path, data in loaded]
+        splits_by_name[split] = concatenate_split(parts, f"split {split!r} of {where}")
+    return splits_by_name
+
+
+def concatenate_split(parts: list[Dataset], where: str) -> Dataset:
+    """One split of several datasets (`where` names it in errors) as one Dataset: method names as strings, shared
+    columns only."""
     if len(parts) == 1:
         return parts[0]
+    parts = [
+        part.remove_columns("method").add_column("method", column_as_strings(part, "method"), feature=Value("string"))
+        if isinstance(part.features["method"], ClassLabel)
+        else part
+        for part in parts
+    ]
     shared = [column for column in parts[0].column_names if all(column in part.column_names for part in parts)]
-    parts = [part.select_columns(shared) for part in parts]
     try:
-        return concatenate_datasets(parts)
+        return concatenate_datasets([part.select_columns(shared) for part in parts])
     except ValueError as error:
-        names = ", ".join(str(path) for path in dataset_dirs)
-        raise DatasetError(f"split {split!r} of {names} cannot be combined ({error})") from error
+        raise DatasetError(f"{where} cannot be combined ({error})") from error
 
 
 def add_online_blend_rows(dataset: Dataset) -> Dataset:
     """
-    `dataset` plus a copy of every real row that has a face box and landmarks, marked in ONLINE_BLEND_COLUMN: the
-    training transform turns each copy into a new self-blended pseudo-fake whenever it is drawn.
+    `dataset` plus a copy of every real row, marked in ONLINE_BLEND_COLUMN: the training transform turns each copy
+    into a new self-blended pseudo-fake (from the row's face box and landmarks) whenever it is drawn.
     """
     missing = [column for column in GEOMETRY_COLUMNS if column not in dataset.column_names]
     if missing:
@@ -340,7 +349,7 @@ __all__ = [
     "effective_labels",
     "get_split",
     "load_dataset_dict",
-    "load_split_of_datasets",
+    "load_splits_of_datasets",
     "make_dataloader",
     "select_task_rows",
     "spread_subset",
