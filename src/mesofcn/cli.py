@@ -16,6 +16,7 @@ from .cli_arguments import positive_int, probability
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
 from .demo import add_demo_parser
+from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +45,8 @@ def add_detect_parser(commands) -> None:
         "detect",
         help="is this image or video manipulated, and where?",
         description="Find the faces in each input, score each with MesoFCN, link them into tracks across "
-        "frames and give a verdict per input (the most suspicious face track).",
+        "frames and give a verdict per input (the most suspicious face track among those large and lasting "
+        "enough to decide, see --min-face-fraction and --min-track-share).",
     )
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
     detect.add_argument(
@@ -56,6 +58,22 @@ def add_detect_parser(commands) -> None:
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
     detect.add_argument("--threshold", type=probability, default=0.5, help="P(fake) from which a face is fake")
+    detect.add_argument(
+        "--min-face-fraction",
+        type=probability,
+        default=DEFAULT_MIN_FACE_FRACTION,
+        metavar="F",
+        help="a track may decide the verdict only if its median face size is at least F times the largest "
+        f"track's (default {DEFAULT_MIN_FACE_FRACTION}; 0 lets every face size decide)",
+    )
+    detect.add_argument(
+        "--min-track-share",
+        type=probability,
+        default=DEFAULT_MIN_TRACK_SHARE,
+        metavar="S",
+        help="...and only if it is seen in at least this share of the analysed frames "
+        f"(default {DEFAULT_MIN_TRACK_SHARE}; images: every face covers its one frame)",
+    )
     detect.add_argument("--batch-size", type=positive_int, default=16, help="faces per network batch")
     detect.add_argument("--json", type=Path, metavar="OUT.json", help="write the reports as a JSON list")
     detect.add_argument(
@@ -111,11 +129,7 @@ def first_line(error: BaseException) -> str:
 def run_detect(args: argparse.Namespace) -> int:
     detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size)
     overlay_paths = plan_overlays(args.inputs, args.overlay)
-    call_options = {"threshold": args.threshold, "progress": not args.quiet, "return_heatmaps": False}
-    if args.every or args.frames:
-        call_options.update(every=args.every, num_frames=args.frames)
-    if args.max_image_pixels:
-        call_options["max_image_pixels"] = args.max_image_pixels
+    call_options = detect_call_options(args)
     reports, failures = [], 0
     for path, overlay in zip(args.inputs, overlay_paths, strict=True):
         report = detect_one(detector, path, call_options, overlay, args.quiet)
@@ -128,6 +142,25 @@ def run_detect(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
+def detect_call_options(args: argparse.Namespace) -> dict:
+    """
+    The pipeline options of `mesofcn detect` from its arguments (threshold, quiet, every, frames, max_image_pixels);
+    `mesofcn evaluate --media` analyses each item with the same options.
+    """
+    call_options = {
+        "threshold": args.threshold,
+        "min_face_fraction": args.min_face_fraction,
+        "min_track_share": args.min_track_share,
+        "progress": not args.quiet,
+        "return_heatmaps": False,
+    }
+    if args.every or args.frames:
+        call_options.update(every=args.every, num_frames=args.frames)
+    if args.max_image_pixels:
+        call_options["max_image_pixels"] = args.max_image_pixels
+    return call_options
+
+
 def plan_overlays(inputs: Sequence[str], overlay: Path | None) -> list[Path | None]:
     """Overlay file per input: OUT itself for one input with a file name, else OUT/<name>.overlay.<ext>."""
     if overlay is None:
@@ -138,30 +171,51 @@ def plan_overlays(inputs: Sequence[str], overlay: Path | None) -> list[Path | No
 
 
 def detect_one(detector, path: str, call_options: dict, overlay: Path | None, quiet: bool) -> dict:
-    """Run one input; any problem with it becomes a one-line error and an error report, not a traceback."""
-    from .reports import report_to_json, summary_line, write_overlay
-    from .video import MediaError
+    """Run one input and print its summary line; a problem with it becomes a one-line error and an error report."""
+    from .reports import report_to_json, summary_line
+
+    report = analyse_input(detector, path, call_options, overlay, quiet)
+    if "error" in report:
+        print(f"error: {report['error']}", file=sys.stderr)
+        return report
+    print(summary_line(report))
+    return report_to_json(report)
+
+
+#: What a bad input raises while it is analysed (MediaError is a ValueError): reported, never a traceback.
+INPUT_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def analyse_input(detector, path: str, call_options: dict, overlay: Path | None = None, quiet: bool = False) -> dict:
+    """
+    The pipeline's report on one input (plus `elapsed_seconds`, and `overlay` when one is asked for), or, when the
+    input cannot be analysed, `{"path", "error", "mesofcn_version"}` with a one-line message that names it.
+    """
+    from .reports import write_overlay
 
     start = time.perf_counter()
     try:
         report = detector(path, **call_options)
         if overlay is not None:
             report["overlay"] = str(write_overlay(report, overlay, quiet=quiet))
-    except (MediaError, ValueError, OSError, RuntimeError) as error:
+    except INPUT_ERRORS as error:
         message = str(error) if str(path) in str(error) else f"{path}: {first_line(error)}"
-        print(f"error: {message}", file=sys.stderr)
         return {"path": str(path), "error": message, "mesofcn_version": __version__}
     report["elapsed_seconds"] = round(time.perf_counter() - start, 3)
-    print(summary_line(report))
-    return report_to_json(report)
+    return report
 
 
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON to a temporary name beside `path`, then rename: never a half-written report."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary name beside `path`, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(text)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

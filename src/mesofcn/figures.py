@@ -1,6 +1,7 @@
 """
 Evaluation figures drawn with OpenCV (no plotting library needed): the precision-recall curve of the fake class
-(the paper's Fig. 4) and a grid of faces with their true and predicted manipulation masks (Figs. 5-6).
+(the paper's Fig. 4), a grid of faces with their true and predicted manipulation masks (Figs. 5-6), and for
+`mesofcn evaluate --media` ROC curves and a histogram of item scores.
 """
 
 from __future__ import annotations
@@ -22,33 +23,123 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float =
     cv2.putText(canvas, text, origin, _FONT, scale, color, 1, cv2.LINE_AA)
 
 
+#: Line colours of several curves on one plot (RGB), the first being the PR curve's.
+PALETTE = (_CURVE, (40, 90, 200), (30, 150, 60), (220, 140, 20), (140, 60, 180), (20, 160, 170), (120, 120, 40))
+_REAL_BARS, _FAKE_BARS = (40, 90, 200), _CURVE
+
+
+class _Axes:
+    """A white canvas with a framed, gridded plot area: x in 0..1, y in 0..`y_max`, and pixel mapping."""
+
+    left, right, bottom = 70, 20, 60
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        title: str,
+        x_label: str,
+        y_label: str,
+        y_max: float = 1.0,
+        y_ticks=None,
+        top: int = 40,
+    ):
+        width, height = size
+        self.top = top
+        self.canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+        self.plot_w, self.plot_h = width - self.left - self.right, height - self.top - self.bottom
+        self.y_max = y_max
+        y_ticks = np.linspace(0, 1, 6) if y_ticks is None else y_ticks
+        for tick in np.linspace(0, 1, 6):
+            cv2.line(self.canvas, self.to_pixel(tick, 0), self.to_pixel(tick, y_max), _LIGHT, 1)
+            x, y = self.to_pixel(tick, 0)
+            _text(self.canvas, f"{tick:.1f}", (x - 12, y + 20), 0.45, _GREY)
+        for tick in y_ticks:
+            cv2.line(self.canvas, self.to_pixel(0, tick), self.to_pixel(1, tick), _LIGHT, 1)
+            x, y = self.to_pixel(0, tick)
+            _text(self.canvas, f"{tick:.1f}" if y_max == 1.0 else f"{tick:g}", (x - 40, y + 5), 0.45, _GREY)
+        cv2.rectangle(self.canvas, self.to_pixel(0, y_max), self.to_pixel(1, 0), _BLACK, 1)
+        _text(self.canvas, title, (self.left, 25 if top == 40 else 22), 0.55)
+        _text(self.canvas, x_label, (self.left + self.plot_w // 2 - 50, height - 15), 0.5)
+        _text(self.canvas, y_label, (5, self.top - 10), 0.5)
+
+    def to_pixel(self, x: float, y: float) -> tuple[int, int]:
+        return int(round(self.left + x * self.plot_w)), int(round(self.top + (1 - y / self.y_max) * self.plot_h))
+
+    def curve(self, xs, ys, color, thickness: int = 2) -> None:
+        points = np.array([self.to_pixel(float(x), float(y)) for x, y in zip(xs, ys, strict=True)], np.int32)
+        if len(points) > 1:
+            cv2.polylines(self.canvas, [points.reshape(-1, 1, 2)], False, color, thickness, cv2.LINE_AA)
+
+    def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]], above: bool = False) -> None:
+        """Colour swatches with labels: stacked in the plot's bottom-right corner, or in one row above the plot."""
+        widths = [30 + cv2.getTextSize(label, _FONT, 0.45, 1)[0][0] for label, _ in entries]
+        if above:
+            x, row = self.left + self.plot_w - sum(widths) - 10 * (len(widths) - 1), self.top - 10
+            positions = []
+            for width in widths:
+                positions.append((x, row))
+                x += width + 10
+        else:
+            x, line_h = self.left + self.plot_w - max(widths, default=0) - 10, 20
+            y = self.top + self.plot_h - 10 - line_h * len(entries)
+            positions = [(x, y + index * line_h + 14) for index in range(len(entries))]
+        for (x, row), (label, color) in zip(positions, entries, strict=True):
+            cv2.line(self.canvas, (x, row - 5), (x + 18, row - 5), color, 3)
+            _text(self.canvas, label, (x + 24, row), 0.45)
+
+
 def precision_recall_figure(
     recall: np.ndarray, precision: np.ndarray, title: str, size: tuple[int, int] = (640, 520)
 ) -> np.ndarray:
     """An RGB image of the precision-recall curve (recall on x, precision on y, both 0..1) with a grid."""
-    width, height = size
-    left, right, top, bottom = 70, 20, 40, 60
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    plot_w, plot_h = width - left - right, height - top - bottom
+    axes = _Axes(size, title, "recall (fake)", "precision")
+    axes.curve(recall, precision, _CURVE)
+    return axes.canvas
 
-    def to_pixel(x: float, y: float) -> tuple[int, int]:
-        return int(round(left + x * plot_w)), int(round(top + (1 - y) * plot_h))
 
-    for tick in np.linspace(0, 1, 6):
-        cv2.line(canvas, to_pixel(tick, 0), to_pixel(tick, 1), _LIGHT, 1)
-        cv2.line(canvas, to_pixel(0, tick), to_pixel(1, tick), _LIGHT, 1)
-        x, y = to_pixel(tick, 0)
-        _text(canvas, f"{tick:.1f}", (x - 12, y + 20), 0.45, _GREY)
-        x, y = to_pixel(0, tick)
-        _text(canvas, f"{tick:.1f}", (x - 40, y + 5), 0.45, _GREY)
-    cv2.rectangle(canvas, to_pixel(0, 1), to_pixel(1, 0), _BLACK, 1)
-    points = np.array([to_pixel(float(r), float(p)) for r, p in zip(recall, precision, strict=True)], np.int32)
-    if len(points) > 1:
-        cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, _CURVE, 2, cv2.LINE_AA)
-    _text(canvas, title, (left, 25), 0.55)
-    _text(canvas, "recall (fake)", (left + plot_w // 2 - 50, height - 15), 0.5)
-    _text(canvas, "precision", (5, top - 10), 0.5)
-    return canvas
+def roc_figure(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], title: str, size: tuple[int, int] = (640, 520)
+) -> np.ndarray:
+    """ROC curves (false-positive rate on x, true-positive rate on y): `{name: (fpr, tpr, auc)}`, with a legend."""
+    axes = _Axes(size, title, "false positive rate (reals flagged)", "true positive rate (fakes caught)", top=60)
+    axes.curve([0, 1], [0, 1], _LIGHT, 1)
+    entries = []
+    for index, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        color = PALETTE[index % len(PALETTE)]
+        axes.curve(fpr, tpr, color, 3 if index == 0 else 2)
+        entries.append((f"{name} (AUC {auc:.3f})" if auc is not None else name, color))
+    axes.legend(entries)
+    return axes.canvas
+
+
+def score_histogram_figure(
+    real_scores: Sequence[float],
+    fake_scores: Sequence[float],
+    threshold: float,
+    title: str,
+    bins: int = 20,
+    size: tuple[int, int] = (640, 520),
+) -> np.ndarray:
+    """Histograms of scores in 0..1 (real items blue, fake red, side by side per bin) with the threshold line."""
+    edges = np.linspace(0, 1, bins + 1)
+    real_counts = np.histogram(np.clip(real_scores, 0, 1), edges)[0]
+    fake_counts = np.histogram(np.clip(fake_scores, 0, 1), edges)[0]
+    top = max(int(real_counts.max(initial=0)), int(fake_counts.max(initial=0)), 1)
+    step = max(1, int(np.ceil(top / 5)))
+    y_max = step * int(np.ceil(top / step))
+    axes = _Axes(size, title, "score (P(fake))", "items", y_max=y_max, y_ticks=range(0, y_max + 1, step), top=60)
+    half = (edges[1] - edges[0]) / 2
+    for start, real, fake in zip(edges[:-1], real_counts, fake_counts, strict=True):
+        for offset, count, color in ((0.0, real, _REAL_BARS), (half, fake, _FAKE_BARS)):
+            if count:
+                corner_a = axes.to_pixel(start + offset + 0.1 * half, count)
+                corner_b = axes.to_pixel(start + offset + 0.9 * half, 0)
+                cv2.rectangle(axes.canvas, corner_a, corner_b, color, -1)
+    line_top, line_bottom = axes.to_pixel(threshold, y_max), axes.to_pixel(threshold, 0)
+    cv2.line(axes.canvas, line_top, line_bottom, _BLACK, 2, cv2.LINE_AA)
+    _text(axes.canvas, f"threshold {threshold:g}", (line_top[0] + 4, line_top[1] + 15), 0.45)
+    axes.legend([(f"real ({len(real_scores)})", _REAL_BARS), (f"fake ({len(fake_scores)})", _FAKE_BARS)], above=True)
+    return axes.canvas
 
 
 def grid_to_crop(grid: np.ndarray, crop_size: int = 128) -> np.ndarray:
@@ -103,4 +194,13 @@ def mask_grid_figure(
     return np.concatenate([header, *rows], axis=0)
 
 
-__all__ = ["GRID_OFFSET", "GRID_STRIDE", "grid_to_crop", "mask_grid_figure", "precision_recall_figure"]
+__all__ = [
+    "GRID_OFFSET",
+    "GRID_STRIDE",
+    "PALETTE",
+    "grid_to_crop",
+    "mask_grid_figure",
+    "precision_recall_figure",
+    "roc_figure",
+    "score_histogram_figure",
+]
