@@ -11,9 +11,10 @@ import torch
 from datasets import concatenate_datasets
 
 from mesofcn import MesoFCNImageProcessor
-from mesofcn.augmentation import FaceAugmentation, blend_crop, jpeg_round_trip, landmarks_in_crop, resample_through
+from mesofcn.augmentation import FaceAugmentation, blend_crop, jpeg_round_trip, landmarks_in_crop
 from mesofcn.cli_training import build_train_parser
 from mesofcn.image_processing_mesofcn import crop_face
+from mesofcn.self_blending import resample_through
 from mesofcn.tasks import parse_task
 from mesofcn.training import train
 from mesofcn.training_data import (

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .image_processing_mesofcn import face_crop_window
-from .self_blending import self_blend
+from .self_blending import resample_through, self_blend
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,6 @@ class FaceAugmentation:
         return np.ascontiguousarray(image), mask
 
 
-def resample_through(image: np.ndarray, factor: float) -> np.ndarray:
-    """`image` shrunk to `factor` of its size (area filter) and enlarged back (bilinear): a lower-resolution face."""
-    height, width = image.shape[:2]
-    small = (max(8, round(width * factor)), max(8, round(height * factor)))
-    reduced = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
-    return cv2.resize(reduced, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """`image` (RGB) encoded as JPEG at `quality` and decoded again."""
     ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -83,12 +75,17 @@ def landmarks_in_crop(
 
 
 def blend_crop(
-    image: np.ndarray, box: Sequence[float], landmarks: Sequence[float], rng: np.random.Generator
+    image: np.ndarray,
+    box: Sequence[float],
+    landmarks: Sequence[float],
+    rng: np.random.Generator,
+    crop_scale: float = 1.1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A new self-blended pseudo-fake of a real face crop and its 0/255 mask (rows carry frame coordinates)."""
-    points, crop_box = landmarks_in_crop(box, landmarks, image.shape[0])
+    """A new self-blended pseudo-fake of a real face crop and its 0/255 mask. Rows carry frame coordinates: they
+    are mapped into the crop with the window of the `crop_scale` the crop was cut with."""
+    points, crop_box = landmarks_in_crop(box, landmarks, image.shape[0], crop_scale)
     blend = self_blend(image, points, crop_box, seed=rng)
     return blend.image, blend.mask * np.uint8(255)
 
 
-__all__ = ["FaceAugmentation", "blend_crop", "jpeg_round_trip", "landmarks_in_crop", "resample_through"]
+__all__ = ["FaceAugmentation", "blend_crop", "jpeg_round_trip", "landmarks_in_crop"]

@@ -10,23 +10,25 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .cli_arguments import positive_int
+from .cli_arguments import positive_int, probability
 from .compression import COMPRESSION_LEVELS, normalize_compression
 from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_shard
 from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
+from .media_lists import MediaListError, media_list_paths
 from .video import MediaError
 
 __all__ = [
     "add_prepare_parser",
     "run_prepare_faceforensics",
     "run_prepare_gan_faces",
+    "run_prepare_media",
     "run_prepare_merge",
     "run_prepare_self_blend",
 ]
 
 
 def add_prepare_parser(commands) -> None:
-    """Add ``prepare {faceforensics,gan-faces,self-blend,merge}`` to an argparse subparsers object."""
+    """Add ``prepare {faceforensics,gan-faces,self-blend,media,merge}`` to an argparse subparsers object."""
     prepare = commands.add_parser(
         "prepare",
         help="build preprocessed face datasets (FaceForensics++, GAN faces, self-blends)",
@@ -38,6 +40,7 @@ def add_prepare_parser(commands) -> None:
     _add_faceforensics(kinds)
     _add_gan_faces(kinds)
     _add_self_blend(kinds)
+    _add_media(kinds)
     merge = kinds.add_parser("merge", help="join finished --shard outputs into one dataset")
     merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="the --out folders of the shards")
     merge.add_argument("--out", required=True, type=Path, help="folder for the merged dataset")
@@ -126,8 +129,60 @@ def _add_self_blend(kinds) -> None:
         "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,validation,test fractions of the sources"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of the blends")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="at most N sampled frames per video")
+    parser.add_argument(
+        "--donors",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="images, or folders of them, whose faces donor blends paste (another person's face, Face X-ray style)",
+    )
+    parser.add_argument(
+        "--donor-probability", type=probability, default=0.0, help="share of pseudo-fakes that are donor blends"
+    )
+    parser.add_argument(
+        "--downsample-probability",
+        type=probability,
+        default=0.0,
+        help="share of pseudo-fakes whose pasted face is a 0.3-0.75x lower-resolution copy (as swappers paste)",
+    )
+    parser.add_argument(
+        "--exclude",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="LABELS.csv",
+        help="labelled media lists (path column, relative to --exclude-root or to the list) whose files are never "
+        "used, e.g. a validation set",
+    )
+    parser.add_argument("--exclude-root", type=Path, default=None, help="folder the --exclude paths are relative to")
     _add_common(parser)
     parser.set_defaults(handler=run_prepare_self_blend)
+
+
+def _add_media(kinds) -> None:
+    parser = kinds.add_parser(
+        "media",
+        help="a labelled list of real and fake videos/images (path,label[,group] CSV) -> face crops, one split",
+        description="Sample every --every-th frame of each listed video (or the image), compress the run of frames "
+        "as one H.264 video at the level's CRF whatever its label, and crop the most confident face of each frame. "
+        "Fakes have no mask (their segmentation loss is ignored); every row goes into --split-name.",
+    )
+    parser.add_argument("--labels", required=True, type=Path, help="CSV with path,label (real/fake) and group columns")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="folder the listed paths are relative to (default: the CSV's)"
+    )
+    parser.add_argument(
+        "--compression", nargs="+", default=["c23"], type=_compression, metavar="LEVEL", help="default c23"
+    )
+    parser.add_argument("--every", type=positive_int, default=5, help="keep one video frame in every K")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="at most N sampled frames per video")
+    parser.add_argument(
+        "--split-name", default="train", choices=("train", "validation", "test"), help="the split of every row"
+    )
+    _add_common(parser)
+    parser.set_defaults(handler=run_prepare_media)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +292,15 @@ def run_prepare_self_blend(args: argparse.Namespace) -> int:
     parts = ["self-blend", "--real", *map(str, args.real), "--compression", *args.compression]
     parts += ["--every", str(args.every), "--split", ",".join(f"{value:g}" for value in args.split)]
     parts += ["--seed", str(args.seed)]
+    if args.max_frames:
+        parts += ["--max-frames", str(args.max_frames)]
+    if args.donors:
+        parts += ["--donors", *map(str, args.donors)]
+    parts += ["--donor-probability", f"{args.donor_probability:g}"]
+    parts += ["--downsample-probability", f"{args.downsample_probability:g}"]
+    if args.exclude:
+        parts += ["--exclude", *map(str, args.exclude)]
+        parts += ["--exclude-root", str(args.exclude_root)] if args.exclude_root else []
     return _run(
         lambda: build_self_blend(
             args.real,
@@ -245,6 +309,32 @@ def run_prepare_self_blend(args: argparse.Namespace) -> int:
             every=args.every,
             split=args.split,
             seed=args.seed,
+            max_frames=args.max_frames,
+            exclude=[path for labels in args.exclude for path in media_list_paths(labels, args.exclude_root)],
+            donors=args.donors,
+            donor_probability=args.donor_probability,
+            downsample_probability=args.downsample_probability,
+            **_build_options(args, _command(args, parts)),
+        ),
+        args,
+    )
+
+
+def run_prepare_media(args: argparse.Namespace) -> int:
+    from .datasets_media import build_media
+
+    parts = ["media", "--labels", str(args.labels), *(["--root", str(args.root)] if args.root else [])]
+    parts += ["--compression", *args.compression, "--every", str(args.every), "--split-name", args.split_name]
+    parts += ["--max-frames", str(args.max_frames)] if args.max_frames else []
+    return _run(
+        lambda: build_media(
+            args.labels,
+            args.out,
+            root=args.root,
+            compressions=args.compression,
+            every=args.every,
+            max_frames=args.max_frames,
+            split=args.split_name,
             **_build_options(args, _command(args, parts)),
         ),
         args,
@@ -264,7 +354,7 @@ def _run(build, args: argparse.Namespace) -> int:
 
     try:
         report: BuildReport = build()
-    except (PrepareError, MediaError) as error:
+    except (PrepareError, MediaError, MediaListError) as error:
         raise CommandError(str(error)) from error
     print(report.throughput_line())
     if report.dataset is None:

@@ -43,6 +43,7 @@ from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .image_processing_mesofcn import crop_face
 
 __all__ = [
+    "BUILD_SETTINGS_FILE",
     "LABEL_NAMES",
     "MASK_SOURCES",
     "MIN_FACE_SCORE",
@@ -89,6 +90,9 @@ _META_KEY = b"mesofcn"
 _STAGING = ".staging"
 _TRASH = ".trash"
 _MARKER = "dataset_dict.json"
+#: The build's settings (builder, crop_scale, size, detector ...) beside the DatasetDict, read by training so that
+#: a checkpoint's processor crops faces the way its training data was cropped.
+BUILD_SETTINGS_FILE = "mesofcn_build.json"
 
 
 class PrepareError(ValueError):
@@ -586,7 +590,7 @@ def finish_build(
     workdir = WorkDir(out)
     sources = [(workdir, plan.items)]
     card = _card_text(plan, sources, [plan.command])
-    report.split_rows = assemble(sources, plan.features, Path(out), card, progress)
+    report.split_rows = assemble(sources, plan.features, Path(out), card, progress, _build_settings(plan))
     report.dataset = Path(out)
     if remove_work:
         shutil.rmtree(workdir.root)
@@ -599,8 +603,10 @@ def assemble(
     out: Path,
     card: str,
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Write the DatasetDict (every split, empty ones included) and README.md into ``out``; rows per split.
+    """Write the DatasetDict (every split, empty ones included), README.md and the build ``settings``
+    (:data:`BUILD_SETTINGS_FILE`) into ``out``; rows per split.
 
     Each split's item files are streamed in (order, key) order into one Arrow file, memory-mapped as a Dataset
     and saved with ``save_to_disk`` into a staging folder, which is then moved into ``out``.
@@ -624,6 +630,7 @@ def assemble(
     with _datasets_progress(progress):
         dataset.save_to_disk(str(saved), num_shards=num_shards)
     (saved / "README.md").write_text(card)
+    (saved / BUILD_SETTINGS_FILE).write_text(json.dumps(settings or {}, indent=2, sort_keys=True) + "\n")
     rows = {split: len(data) for split, data in dataset.items()}
     del dataset, splits
     _publish(saved, out, trash)
@@ -698,7 +705,8 @@ def merge_prepared(
     )
     start = time.perf_counter()
     commands = [*(plan.command for plan in plans), merged.command]
-    split_rows = assemble(sources, first.features, out, _card_text(merged, sources, commands), progress)
+    card = _card_text(merged, sources, commands)
+    split_rows = assemble(sources, first.features, out, card, progress, _build_settings(first))
     return BuildReport(
         builder=f"{first.builder} (merge)",
         out=out,
@@ -709,6 +717,10 @@ def merge_prepared(
         dataset=out,
         split_rows=split_rows,
     )
+
+
+def _build_settings(plan: PreparePlan) -> dict[str, Any]:
+    return {"builder": plan.builder, **plan.settings}
 
 
 def _finished_plan(workdir: WorkDir) -> PreparePlan:

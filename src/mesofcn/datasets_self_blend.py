@@ -12,9 +12,14 @@ video. A sampled frame without a face goes into both runs unchanged (the runs st
 Both compressed versions are cut with the same face box and landmarks by the processor's
 :func:`~mesofcn.image_processing_mesofcn.crop_face`, the blend mask with the same geometry.
 
-Rows: ``method`` "real" (label real, ``mask`` all zeros, ``mask_source`` "zeros") and "self-blend" (label fake,
-``mask`` the exact blend mask, ``mask_source`` "self-blend"); ``video`` is the source's path relative to the
-given folder (its file name for a file given directly), ``frame`` the frame index (0 for an image).
+With ``donor_probability`` > 0, that share of the pseudo-fakes paste another person's face (from the ``donors``
+images, aligned by the five landmarks and colour-matched: Face X-ray's blends) through the same kind of mask,
+so that identity seams are learned as well as blending seams; ``downsample_probability`` pastes a lower-resolution
+copy, as swappers that generate a small face and scale it up do.
+
+Rows: ``method`` "real" (label real, ``mask`` all zeros, ``mask_source`` "zeros"), "self-blend" or "donor-blend"
+(label fake, ``mask`` the exact blend mask, ``mask_source`` "self-blend"); ``video`` is the source's path relative
+to the given folder (its file name for a file given directly), ``frame`` the frame index (0 for an image).
 
 Splits are by source, seeded and deterministic: a video or image never spans splits, and images in a subfolder
 (an identity folder such as ``krasserm_lfw/<Name>/``) stay together; images directly in a given folder are
@@ -26,11 +31,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from datasets import Features
 
@@ -55,11 +61,13 @@ from .datasets_common import (
 from .datasets_gan_faces import DEFAULT_SPLIT, check_fractions, split_images
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .media import load_image
-from .self_blending import SelfBlend, self_blend
+from .self_blending import SelfBlend, SelfBlendSettings, self_blend
 from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter_video_frames
 
 __all__ = [
     "DEFAULT_CLIP_FRAMES",
+    "DONOR_CANDIDATES",
+    "DonorPool",
     "FAKE_MASK_SOURCE",
     "METHOD_NAMES",
     "REAL_MASK_SOURCE",
@@ -73,17 +81,21 @@ __all__ = [
     "split_sources",
 ]
 
-#: ``method`` names: class 0 the real frames, class 1 their self-blends.
-METHOD_NAMES: tuple[str, str] = ("real", "self-blend")
+#: ``method`` names: the real frames, their self-blends, and their blends with another person's face (donor).
+METHOD_NAMES: tuple[str, str, str] = ("real", "self-blend", "donor-blend")
 #: ``mask_source`` of a real row (an all-zero mask: nothing manipulated) and of a pseudo-fake (the exact blend mask).
 REAL_MASK_SOURCE = "zeros"
 FAKE_MASK_SOURCE = "self-blend"
 #: Sampled frames of a video compressed as one H.264 clip (bounds memory: two runs of full frames are held).
 DEFAULT_CLIP_FRAMES = 64
+#: Donors drawn for a donor blend; the one whose landmark shape is nearest the target's is pasted.
+DONOR_CANDIDATES = 16
+#: Longest side of a stored donor face window (pixels): bounds the pool's memory.
+DONOR_SIDE = 320
 
 
 def self_blend_features() -> Features:
-    """The builder's columns (the other builders' schema, ``method`` "real" / "self-blend")."""
+    """The builder's columns (the other builders' schema, ``method`` one of :data:`METHOD_NAMES`)."""
     return face_features(list(METHOD_NAMES))
 
 
@@ -98,16 +110,21 @@ class SelfBlendSource:
     group: str
 
 
-def list_sources(paths: Sequence[str | os.PathLike[str]]) -> list[SelfBlendSource]:
-    """Videos and images given directly or found (recursively) in the given folders, in a stable order.
+def list_sources(
+    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str | os.PathLike[str]] = ()
+) -> list[SelfBlendSource]:
+    """Videos and images given directly or found (recursively) in the given folders, in a stable order, except the
+    files in `exclude` (e.g. a validation set's people, who must never be trained on).
 
     A file found twice counts once. Raises PrepareError for a missing path, an unsupported file, a folder without
     media, or two different files with the same name (their ``video`` column would be ambiguous).
     """
     if not paths:
         raise PrepareError("give at least one real video, image or folder")
+    excluded = {Path(path).resolve() for path in exclude}
     sources: dict[str, SelfBlendSource] = {}
-    for source in (source for path in paths for source in _sources_of(Path(path))):
+    found = (source for path in paths for source in _sources_of(Path(path)))
+    for source in (source for source in found if Path(source.path).resolve() not in excluded):
         first = sources.setdefault(source.name, source)
         if Path(first.path).resolve() != Path(source.path).resolve():
             raise PrepareError(f"two sources are both named {source.name!r} ({first.path}, {source.path}); rename one")
@@ -174,20 +191,92 @@ class SourceTask:
     source: SelfBlendSource
 
 
+@dataclass(frozen=True)
+class Donor:
+    """Another person's face for donor blends: a window around it (RGB), its landmarks there, and its source."""
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    source: str
+
+
+class DonorPool:
+    """The faces of donor images, detected once per process, and the choice of a donor for a target face: among
+    :data:`DONOR_CANDIDATES` random donors of other sources, the one whose landmark shape is nearest (as Face
+    X-ray picks a donor), so that the alignment barely distorts it."""
+
+    def __init__(self, donors: list[Donor]) -> None:
+        self.donors = donors
+        self.shapes = np.stack([landmark_shape(donor.landmarks) for donor in donors]) if donors else None
+
+    @classmethod
+    def load(cls, paths: Sequence[str], find_face) -> DonorPool:
+        donors = []
+        for path in paths:
+            try:
+                image = load_image(path)
+            except MediaError:
+                continue
+            face = find_face(image)
+            if face is not None:
+                donors.append(face_window(image, face, path))
+        return cls(donors)
+
+    def choose(self, landmarks: np.ndarray, source_path: str, rng: np.random.Generator) -> Donor | None:
+        """The nearest-shaped of a random draw of donors not from `source_path`, or None if there is none."""
+        if self.shapes is None:
+            return None
+        others = [index for index, donor in enumerate(self.donors) if donor.source != source_path]
+        if not others:
+            return None
+        drawn = rng.choice(others, size=min(DONOR_CANDIDATES, len(others)), replace=False)
+        distances = np.linalg.norm(self.shapes[drawn] - landmark_shape(landmarks), axis=(1, 2))
+        return self.donors[int(drawn[int(np.argmin(distances))])]
+
+
+def landmark_shape(landmarks: np.ndarray) -> np.ndarray:
+    """Five landmarks centred and scaled to unit size: comparable across faces of any size and position."""
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    centred = points - points.mean(axis=0)
+    return centred / max(float(np.linalg.norm(centred)), 1e-6)
+
+
+def face_window(image: np.ndarray, face: DetectedFace, source: str) -> Donor:
+    """A window of twice the face's size around it, at most :data:`DONOR_SIDE` pixels, with its landmarks."""
+    points = np.asarray(face.landmarks, dtype=np.float64).reshape(5, 2)
+    x, y, width, height = (float(value) for value in face.box)
+    side = 2.0 * max(width, height)
+    left, top = points.mean(axis=0) - side / 2
+    scale = min(1.0, DONOR_SIDE / side)
+    matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+    pixels = max(8, round(side * scale))
+    window = cv2.warpAffine(image, matrix, (pixels, pixels), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    return Donor(window, (points - (left, top)) * scale, source)
+
+
 @dataclass
 class SelfBlendProcessor(FaceCropper):
-    """Turns one source's :class:`SourceTask` into real / self-blend row pairs (see the module docstring)."""
+    """Turns one source's :class:`SourceTask` into real / pseudo-fake row pairs (see the module docstring)."""
 
     every: int = 5
     seed: int = 0
     clip_frames: int = DEFAULT_CLIP_FRAMES
+    max_frames: int | None = None
+    donors: tuple[str, ...] = ()
+    donor_probability: float = 0.0
+    settings: SelfBlendSettings = field(default_factory=SelfBlendSettings)
+    _pool: DonorPool | None = field(default=None, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_pool": None}
 
     def __call__(self, item: WorkItem) -> ItemResult:
         task: SourceTask = item.task
         stats = empty_stats(task.compression, METHOD_NAMES[0], "real", videos=int(task.source.kind == "video"))
         rows: list[dict[str, Any]] = []
         try:
-            for clip in _clips(self._frames(task.source), self.clip_frames):
+            frames = islice(self._frames(task.source), self.max_frames)
+            for clip in _clips(frames, self.clip_frames):
                 rows += self._clip_rows(task, clip, stats)
         except MediaError as error:
             stats["notes"].append(f"{task.source.name}: stopped, unreadable ({error.problem})")
@@ -204,39 +293,46 @@ class SelfBlendProcessor(FaceCropper):
         self, task: SourceTask, clip: list[tuple[int, np.ndarray]], stats: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """Detect and blend each frame, compress the real and the blended run alike, crop the pairs."""
-        faces, blends = [], []
-        for index, image in clip:
-            face, blend = self._blend(task.source.name, index, image, stats)
-            faces.append(face)
-            blends.append(blend)
+        blends = [self._blend(task.source, index, image, stats) for index, image in clip]
         crf = compression_crf(task.compression)
         reals = compress_frames([image for _, image in clip], crf)
         fakes = compress_frames(
-            [image if blend is None else blend.image for (_, image), blend in zip(clip, blends, strict=True)], crf
+            [image if blend is None else blend[1].image for (_, image), blend in zip(clip, blends, strict=True)], crf
         )
         rows = []
-        for (index, _), face, blend, real, fake in zip(clip, faces, blends, reals, fakes, strict=True):
-            if face is not None and blend is not None:
-                rows += self._pair_rows(task, index, face, blend.mask, real, fake)
+        for (index, _), blend, real, fake in zip(clip, blends, reals, fakes, strict=True):
+            if blend is not None:
+                face, pseudo_fake, method = blend
+                rows += self._pair_rows(task, index, face, pseudo_fake.mask, method, real, fake)
         stats["sampled"] += len(clip)
         for row in rows:
             count_row(stats, row)
         return rows
 
     def _blend(
-        self, name: str, index: int, image: np.ndarray, stats: dict[str, Any]
-    ) -> tuple[DetectedFace | None, SelfBlend | None]:
-        """The most confident face of the uncompressed frame and the frame's self-blend (None, None: no face)."""
+        self, source: SelfBlendSource, index: int, image: np.ndarray, stats: dict[str, Any]
+    ) -> tuple[DetectedFace, SelfBlend, int] | None:
+        """The most confident face of the uncompressed frame, the frame's pseudo-fake and its method index (a
+        donor blend with probability ``donor_probability``, else a self-blend); None without a face."""
         face = self.find_face(image)
         if face is None:
             stats["no_face"] += 1
-            return None, None
+            return None
+        rng = np.random.default_rng(blend_seed(self.seed, source.name, index))
+        donor = self._donor(face, source, rng) if rng.uniform() < self.donor_probability else None
         try:
-            return face, self_blend(image, face.landmarks, face.box, seed=blend_seed(self.seed, name, index))
+            donated = None if donor is None else (donor.image, donor.landmarks)
+            pseudo_fake = self_blend(image, face.landmarks, face.box, seed=rng, settings=self.settings, donor=donated)
         except ValueError as error:
             stats["no_face"] += 1
-            stats["notes"].append(f"{name} frame {index}: skipped, no blend ({error})")
-            return None, None
+            stats["notes"].append(f"{source.name} frame {index}: skipped, no blend ({error})")
+            return None
+        return face, pseudo_fake, 1 if donor is None else 2
+
+    def _donor(self, face: DetectedFace, source: SelfBlendSource, rng: np.random.Generator) -> Donor | None:
+        if self._pool is None:
+            self._pool = DonorPool.load(self.donors, self.find_face)
+        return self._pool.choose(face.landmarks, source.path, rng)
 
     def _pair_rows(
         self,
@@ -244,13 +340,14 @@ class SelfBlendProcessor(FaceCropper):
         index: int,
         face: DetectedFace,
         mask: np.ndarray,
+        method: int,
         real: np.ndarray,
         fake: np.ndarray,
     ) -> list[dict[str, Any]]:
-        """The real and the self-blend row of one frame, cut with one geometry."""
+        """The real and the pseudo-fake row of one frame, cut with one geometry."""
         columns = {"compression": task.compression, "video": task.source.name, "frame": index}
         real_row = self.crop_row(real, face, np.zeros_like(mask), REAL_MASK_SOURCE, label=0, method=0, **columns)
-        fake_row = self.crop_row(fake, face, mask, FAKE_MASK_SOURCE, label=1, method=1, **columns)
+        fake_row = self.crop_row(fake, face, mask, FAKE_MASK_SOURCE, label=1, method=method, **columns)
         return [real_row, fake_row]
 
 
@@ -273,11 +370,13 @@ def plan_self_blend(
     size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     command: str = "",
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    blend_options: dict[str, Any] | None = None,
 ) -> PreparePlan:
-    """List the work: one item per compression level and source."""
+    """List the work: one item per compression level and source (`exclude`: files never used)."""
     fractions = check_fractions(split)
     compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
-    splits = split_sources(list_sources(real), fractions, seed)
+    splits = split_sources(list_sources(real, exclude), fractions, seed)
     items = [
         _work_item(level, split_name, source)
         for level in compressions
@@ -293,6 +392,8 @@ def plan_self_blend(
         "crop_scale": crop_scale,
         "size": size,
         "clip_frames": clip_frames,
+        "excluded_files": len(exclude),
+        **(blend_options or {}),
     }
     return PreparePlan(
         builder="self-blend",
@@ -352,6 +453,11 @@ def build_self_blend(
     crop_scale: float = 1.1,
     size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
+    max_frames: int | None = None,
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    donors: Sequence[str | os.PathLike[str]] = (),
+    donor_probability: float = 0.0,
+    downsample_probability: float = 0.0,
     progress: bool = True,
     command: str | None = None,
     remove_work: bool = False,
@@ -365,12 +471,35 @@ def build_self_blend(
         split: train / validation / test fractions (of videos, and of image groups).
         seed: seed of the split and of the blends.
         clip_frames: sampled frames of a video compressed as one H.264 clip.
+        max_frames: at most this many sampled frames of a video (None: all).
+        exclude: files never used, as a source or as a donor (e.g. the validation set's).
+        donors: images (or folders of them) whose faces are pasted in donor blends (Face X-ray style).
+        donor_probability: share of the pseudo-fakes that paste a donor's face instead of the face itself.
+        downsample_probability: share of the pseudo-fakes whose pasted face is a lower-resolution copy.
         num_proc, shard, detector, remove_work: as for :func:`~mesofcn.datasets_faceforensics.build_faceforensics`.
     """
     check_num_proc(num_proc)
-    for name, value in (("every", every), ("clip_frames", clip_frames)):
+    for name, value in (
+        ("every", every),
+        ("clip_frames", clip_frames),
+        ("max_frames", 1 if max_frames is None else max_frames),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    for name, value in (("donor_probability", donor_probability), ("downsample_probability", downsample_probability)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    donor_files = tuple(
+        source.path for source in (list_sources(donors, exclude) if donors else []) if source.kind == "image"
+    )
+    if donor_probability > 0 and not donor_files:
+        raise PrepareError("donor blends need donor images: give --donors")
+    blend_options = {
+        "max_frames": max_frames,
+        "donor_probability": donor_probability,
+        "donor_images": len(donor_files),
+        "downsample_probability": downsample_probability,
+    }
     plan = plan_self_blend(
         list(real),
         compressions=tuple(compressions),
@@ -384,6 +513,8 @@ def build_self_blend(
         size=size,
         clip_frames=clip_frames,
         command=command or f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})",
+        exclude=exclude,
+        blend_options=blend_options,
     )
     processor = SelfBlendProcessor(
         detector=detector,
@@ -393,6 +524,10 @@ def build_self_blend(
         every=every,
         seed=seed,
         clip_frames=clip_frames,
+        max_frames=max_frames,
+        donors=donor_files,
+        donor_probability=donor_probability,
+        settings=SelfBlendSettings(downsample_probability=downsample_probability),
     )
     report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
     return finish_build(plan, out, report, remove_work=remove_work, progress=progress)

@@ -34,6 +34,8 @@ class SelfBlendSettings:
     scale_jitter: float = 0.03  # source resized by 1 +- this
     shift_jitter: float = 0.02  # source translated by +- this fraction of the face size
     sharpness_probability: float = 0.5  # chance of blurring or sharpening the source
+    downsample_probability: float = 0.0  # chance of pasting a lower-resolution copy (swappers paste a small face)
+    downsample_range: tuple[float, float] = (0.3, 0.75)  # its resolution, relative to the frame
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,39 @@ def transformed_source(
     source = cv2.warpAffine(
         source, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
+    if rng.uniform() < settings.downsample_probability:
+        source = resample_through(source, rng.uniform(*settings.downsample_range))
     return np.clip(source, 0, 255)
+
+
+def resample_through(image: np.ndarray, factor: float) -> np.ndarray:
+    """`image` shrunk to `factor` of its size (area filter) and enlarged back (bilinear): a lower-resolution copy."""
+    height, width = image.shape[:2]
+    small = (max(8, round(width * factor)), max(8, round(height * factor)))
+    reduced = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+    return cv2.resize(reduced, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def aligned_donor(
+    image: np.ndarray, landmarks: np.ndarray, donor: np.ndarray, donor_landmarks: np.ndarray, region: np.ndarray
+) -> np.ndarray:
+    """Another person's face (`donor`, RGB) moved onto the face at `landmarks` by the similarity transform of the
+    five landmarks, and its colours matched to the target's inside `region` (mean and standard deviation per
+    channel), as a face swapper aligns and colour-corrects the face it pastes (float32, the frame's size)."""
+    matrix, _ = cv2.estimateAffinePartial2D(
+        np.asarray(donor_landmarks, dtype=np.float32).reshape(5, 2), np.asarray(landmarks, dtype=np.float32)
+    )
+    if matrix is None:
+        raise ValueError("no similarity transform maps the donor's landmarks onto the face")
+    height, width = image.shape[:2]
+    warped = cv2.warpAffine(
+        to_rgb_uint8(donor).astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    inside = region > 0
+    target, moved = image[inside].astype(np.float32), warped[inside]
+    scale = (target.std(axis=0) + 1.0) / (moved.std(axis=0) + 1.0)
+    return np.clip((warped - moved.mean(axis=0)) * scale + target.mean(axis=0), 0, 255).astype(np.float32)
 
 
 def self_blend(
@@ -133,11 +167,16 @@ def self_blend(
     box: Sequence[float] | None = None,
     seed: int | np.random.Generator | None = None,
     settings: SelfBlendSettings | None = None,
+    donor: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SelfBlend:
     """
     A self-blended pseudo-fake of the face at `landmarks` (5 points, detector order) in `image` (a frame or a
     crop; RGB). The output differs from the input only where the returned mask is 1, and the same seed gives
     the same result.
+
+    With `donor` = (image, its face's 5 landmarks), the pasted face is that other person's, aligned and
+    colour-matched (:func:`aligned_donor`; Face X-ray's blended images) instead of a copy of the face itself:
+    the identity seam of a face swap as well as its blending seam. Mask and source changes are drawn alike.
     """
     settings = settings or SelfBlendSettings()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -150,11 +189,20 @@ def self_blend(
     if not region.any():
         raise ValueError("the face region lies outside the image; check the landmarks")
     weights = feathered_weights(region, size, rng, settings)
-    source = transformed_source(rgb, centre, size, rng, settings)
+    base = rgb if donor is None else aligned_donor(rgb, points, donor[0], donor[1], region)
+    source = transformed_source(base, centre, size, rng, settings)
     original = rgb.astype(np.float32)
     blended = original + weights[..., None] * (source - original)
     output = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     return SelfBlend(image=output, mask=(weights > 0).astype(np.uint8), weights=weights)
 
 
-__all__ = ["NEGLIGIBLE_WEIGHT", "SelfBlend", "SelfBlendSettings", "face_geometry", "self_blend"]
+__all__ = [
+    "NEGLIGIBLE_WEIGHT",
+    "SelfBlend",
+    "SelfBlendSettings",
+    "aligned_donor",
+    "face_geometry",
+    "resample_through",
+    "self_blend",
+]

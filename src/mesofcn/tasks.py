@@ -18,8 +18,10 @@ from dataclasses import dataclass
 FF_METHODS = {"df": "Deepfakes", "f2f": "Face2Face", "fs": "FaceSwap", "nt": "NeuralTextures"}
 #: GAN sources of the task names; a dataset method matches when its name contains the source's name.
 GAN_SOURCES = ("pgan", "stylegan")
-#: Dataset method of self-blended pseudo-fakes (mesofcn.datasets_self_blend) and the sbi task target selecting it.
+#: Dataset methods of blended pseudo-fakes (mesofcn.datasets_self_blend: self-blends and donor blends) and the
+#: sbi task target selecting them.
 SELF_BLEND_METHOD = "self-blend"
+BLEND_METHODS = (SELF_BLEND_METHOD, "donor-blend")
 SELF_BLEND_TARGETS = ("self",)
 COMPRESSIONS = ("c23", "c40")
 #: Compression part of a task name that selects rows of every compression.
@@ -108,7 +110,7 @@ class TaskSpec:
             wanted = FF_METHODS if self.target == "all" else {self.target: FF_METHODS[self.target]}
             return any(name in (abbreviation, full.lower()) for abbreviation, full in wanted.items())
         if self.family == "sbi" and self.target != "all":
-            return name == SELF_BLEND_METHOD
+            return name in BLEND_METHODS
         if self.target == "all":
             return True
         return self.target in name
@@ -154,6 +156,7 @@ __all__ = [
     "PAPER_ACCURACY",
     "PAPER_SEGMENTATION_PIXEL_ACCURACY",
     "SEGMENTATION_LAMBDA",
+    "BLEND_METHODS",
     "SELF_BLEND_METHOD",
     "SELF_BLEND_TARGETS",
     "TASK_NAMES_HELP",

@@ -51,6 +51,7 @@ from .training_data import (
     add_online_blend_rows,
     balance_classes,
     class_counts,
+    crop_scale_of_datasets,
     load_splits_of_datasets,
     make_dataloader,
     select_task_rows,
@@ -228,7 +229,10 @@ class Trainer:
         set_seed(args.seed, deterministic=args.deterministic)
         self.state = TrainingState()
         self.last_metrics: dict = {}
-        self.processor = MesoFCNImageProcessor()
+        try:
+            self.processor = MesoFCNImageProcessor(crop_scale=crop_scale_of_datasets(self.dataset_dirs))
+        except DatasetError as error:
+            raise TrainingError(str(error)) from error
         self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight)
         self._build_data()
         self._build_model()

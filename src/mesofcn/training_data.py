@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from .augmentation import FaceAugmentation, blend_crop
 from .configuration_mesofcn import MesoFCNConfig
+from .datasets_common import BUILD_SETTINGS_FILE
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .modeling_mesofcn import sample_mask_labels
 from .tasks import TaskSpec
@@ -77,6 +78,25 @@ def get_split(data: DatasetDict, split: str, dataset_dir: str | Path) -> Dataset
     if missing:
         raise DatasetError(f"split {split!r} of {dataset_dir} lacks the column(s) {', '.join(missing)}")
     return dataset
+
+
+def crop_scale_of_datasets(dataset_dirs: Sequence[str | Path], default: float = 1.1) -> float:
+    """The `crop_scale` the datasets' faces were cut with (from each build's settings file; `default` for a folder
+    without one); a DatasetError when they differ, since one checkpoint crops faces one way."""
+    scales = {}
+    for dataset_dir in dataset_dirs:
+        settings_file = Path(dataset_dir) / BUILD_SETTINGS_FILE
+        try:
+            settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{settings_file}: unreadable build settings ({error})") from error
+        scales[str(dataset_dir)] = float(settings.get("crop_scale", default))
+    if len(set(scales.values())) > 1:
+        listed = ", ".join(f"{folder}: {scale:g}" for folder, scale in scales.items())
+        raise DatasetError(
+            f"the datasets were cropped with different crop_scale values ({listed}); rebuild them alike"
+        )
+    return next(iter(scales.values()), default)
 
 
 def load_splits_of_datasets(dataset_dirs: Sequence[str | Path], splits: Sequence[str]) -> dict[str, Dataset]:
@@ -266,7 +286,9 @@ class FaceBatchTransform:
             image = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
             mask = None if mask is None else np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
             if int(flags[index]) == 1:
-                image, mask = blend_crop(image, batch["box"][index], batch["landmarks"][index], rng)
+                image, mask = blend_crop(
+                    image, batch["box"][index], batch["landmarks"][index], rng, self.processor.crop_scale
+                )
                 label = 1
             if self.augmentation is not None:
                 image, mask = self.augmentation(image, mask, rng)

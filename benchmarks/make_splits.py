@@ -1,0 +1,119 @@
+"""
+Write benchmarks/validation.csv and benchmarks/train_media.csv from ../shared/data/MANIFEST.csv.
+
+The split is by tool and by person, never by frame (see model_cards/mesofcn-default.md):
+- validation fakes: every file of the tools below, which the default is never trained on;
+- validation reals: the real inputs of those fakes, and other people chosen here, who appear nowhere in training
+  (their other photos and clips are held out too, e.g. every Obama photo and MEAD M003 clip);
+- train_media.csv: the labelled fakes of the other tools and their real counterparts (the real videos and photos
+  that only feed self-blends are listed by folder in scripts/train_default.py).
+
+Run from the repository root: python benchmarks/make_splits.py [--shared-data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from pathlib import Path
+
+#: Held-out tools: MANIFEST method prefix -> group name in validation.csv.
+VALIDATION_TOOLS = {
+    "DFDC": "swap:DFDC",
+    "E4S": "swap:E4S",
+    "motion-cosegmentation": "swap:part-swap",
+    "CanonSwap": "swap:CanonSwap",
+    "OpenCV+dlib": "swap:OpenCV",
+    "HyperLips": "reenact:HyperLips",
+    "first-order-model": "reenact:FOMM",
+}
+#: Real media of people held out of training (path patterns), with their group.
+VALIDATION_REAL_PATTERNS = [
+    (r"^real_videos_extra/Pixel-Talk\+CanonSwap/", "real:video"),
+    (r"^real_videos_extra/ColorYourDream\+FaceSwap/", "real:video"),
+    (r"^real_videos_extra/semchan\+HyperLips/", "real:video"),
+    (r"^real_videos_extra/YuvalNirkin\+fsgan/", "real:video"),
+    (r"^real_videos_extra/iperov\+DeepFaceLive/", "real:video"),
+    (r"^real_videos_extra/Hangz-nju-cuhk\+Talking-Face_PC-AVS/", "real:video"),
+    (r"^real_videos_more/filby89\+spectre/samples/MEAD/M003_", "real:video"),
+    (r"^faces_extra/aaronchong888\+DeepFake-Detect/", "real:photo"),
+    (r"^faces_extra/e4s2022\+e4s/", "real:photo"),
+    (r"^faces_extra/ipraveenkmr\+Python-Face-Swap/", "real:photo"),
+    (r"^faces_extra/ColorYourDream\+FaceSwap/", "real:photo"),
+    (r"^faces_extra/0xapurv\+Deep-Fake/", "real:photo"),
+    (r"^faces/face_recognition/.*obama", "real:photo"),
+]
+#: Every third DeepFaceLive sample photo (one CelebA person each) is a validation real; the rest train.
+DEEPFACELIVE_PHOTOS = r"^faces_extra/iperov\+DeepFaceLive/"
+#: Fakes that train: tool prefix -> group.
+TRAIN_TOOLS = {
+    "insightface": "swap:inswapper",
+    "HiFiFace": "swap:HiFiFace",
+    "HifiFace": "swap:HiFiFace",
+    "FaceShifter": "swap:FaceShifter",
+    "InfoSwap": "swap:InfoSwap",
+    "DiffFace": "swap:DiffFace",
+    "MegaFS": "swap:MegaFS",
+    "ReliableSwap": "swap:ReliableSwap",
+    "BlendSwap": "swap:BlendSwap",
+    "AEI-Net": "swap:AEI-Net",
+    "blended pseudo-swap": "swap:blend",
+    "Wav2Lip": "reenact:Wav2Lip",
+}
+#: Real counterparts of the training fakes (their targets and inputs), listed in train_media.csv.
+TRAIN_REAL_PATTERNS = [
+    r"^faces_extra/(xuehy|mapooon|ygtxr1997|hxngiee|Himalaypatel75|zkj3e|bchachar)",
+    r"^real_videos_extra/(Akash-Jariwala|haroon001|davicoscarelli|wujinzhong|HuyVux-dev)",
+]
+MEDIA = re.compile(r"\.(mp4|png|jpe?g|webp|bmp)$", re.IGNORECASE)
+
+
+def tool_group(method: str, tools: dict[str, str]) -> str | None:
+    return next((group for prefix, group in tools.items() if method.startswith(prefix)), None)
+
+
+def split_rows(manifest: Path) -> tuple[list[dict], list[dict]]:
+    validation, train = [], []
+    photos = 0
+    for row in csv.DictReader(manifest.open()):
+        path, kind, method = row["path"], row["kind"], row["method"]
+        if not MEDIA.search(path) or kind not in ("real", "fake") or path.startswith(("gan", "ffpp")):
+            continue
+        if kind == "fake":
+            if group := tool_group(method, VALIDATION_TOOLS):
+                validation.append({"path": path, "label": "fake", "group": group})
+            elif group := tool_group(method, TRAIN_TOOLS):
+                train.append({"path": path, "label": "fake", "group": group})
+            continue
+        group = next((group for pattern, group in VALIDATION_REAL_PATTERNS if re.search(pattern, path)), None)
+        if group is None and re.search(DEEPFACELIVE_PHOTOS, path):
+            photos += 1
+            group = "real:photo" if photos % 3 == 0 else None
+        if group is not None:
+            validation.append({"path": path, "label": "real", "group": group})
+        elif any(re.search(pattern, path) for pattern in TRAIN_REAL_PATTERNS):
+            train.append({"path": path, "label": "real", "group": "real"})
+    return validation, train
+
+
+def write(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "label", "group"])
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda row: (row["label"], row["group"], row["path"])))
+    print(f"{path}: {len(rows)} rows")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared-data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    args = parser.parse_args()
+    validation, train = split_rows(args.shared_data / "MANIFEST.csv")
+    here = Path(__file__).resolve().parent
+    write(validation, here / "validation.csv")
+    write(train, here / "train_media.csv")
+
+
+if __name__ == "__main__":
+    main()
