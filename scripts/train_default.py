@@ -1,32 +1,34 @@
 """
-Train the default checkpoint (mesofcn-selfblend-c23-c40) on a CPU from the real faces in shared/data:
+Train the default checkpoint (mesofcn-blends-c23-c40) on a CPU from shared/data, and install it into the package:
 
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model --ship
 
-Steps (each resumes where a stopped run left off; rerun the same command):
-1. `mesofcn prepare faceforensics`: the FF++ mini videos at c23, every 2nd frame. Train split: 519 (real),
-   519_515 (Deepfakes, difference masks), 750_743 (Face2Face); validation split: 004 and 004_982 (NeuralTextures),
-   never trained on.
-2. `mesofcn prepare self-blend`, twice (c23 and c40): every 4th frame of 519 and of every real video under
-   real_videos/ and real_videos_more/, and every photo under faces/ and gan/ffhq/, with a self-blended pseudo-fake
-   each; real and blended runs compressed alike as H.264 videos at the level's CRF; all in the train split.
-   Both levels, so that heavy compression (and the blur it brings) is common to both classes: trained on c23
-   alone, a probe called the CRF-40 real 004 more fake than its NeuralTextures fake (validation AUC 0.15).
-3. `mesofcn train` on the three datasets (task sbi-any-all): the same resolution/blur/noise/JPEG/flip
-   augmentation for both classes (--augment), λ 0.3, Adam 1e-3 decayed x0.6 per epoch, 6 epochs of batch 32 in
-   bf16, validation on the pair every 224 steps with a resumable checkpoint each time. The model at the end of
-   the schedule (final/) is the one installed: the pair's AUC stayed below 0.5 throughout (the CRF-40 real
-   scores above the seamless NeuralTextures fake), so picking by it would pick the least trained model.
-   (--online_self_blend is left out: its blends are made after compression, so only the fakes would carry
-   uncompressed seams.)
-4. With --ship: the final checkpoint's weights, config, processor config, training arguments and validation
-   results, plus the model card from model_cards/, into the package's weights/mesofcn-selfblend-c23-c40/ (or
-   --ship-to), where `mesofcn detect`, `mesofcn demo` and `pipeline("deepfake-detection")` find it. For research
-   use in your checkout only: the training data's terms forbid shipping what is derived from it (git ignores the
-   folder).
-
-About 100 minutes on 2 CPU cores with AVX512-BF16 for step 3, 5 minutes for steps 1-2.
+Nothing listed in benchmarks/validation.csv (the fakes of 7 held-out tools and the real media of the people held
+out with them) is ever trained on: the builders get it as --exclude, and the recipe is judged on it afterwards
+with `mesofcn evaluate --media benchmarks/validation.csv`. Steps (each resumes where a stopped run left off;
+rerun the same command):
+1. `mesofcn prepare faceforensics`: the FF++ mini videos at c23, every 4th frame (train: 519, 519_515
+   Deepfakes with difference masks, 750_743 Face2Face; FF++'s validation split: 004, 004_982 NeuralTextures).
+2. `mesofcn prepare self-blend` at c23 and c40: every 6th frame (at most 24 per video) of every real video and
+   every real photo in shared/data outside the validation list, each with a pseudo-fake made from the same full
+   frame: half self-blends (the face blended with a transformed copy of itself), half donor blends (another
+   person's face from the real photos, aligned by the five landmarks and colour-matched, pasted through the same
+   deformed, feathered mask: Face X-ray's identity seam), and half of all pasted faces a 0.3-0.75x lower-resolution
+   copy (swappers paste a small generated face). Real and pseudo-fake runs are compressed alike as H.264 videos.
+3. `mesofcn prepare media` at c23 and c40 on benchmarks/train_media.csv: the fakes of the training tools (FF++
+   aside: insightface inswapper, HiFiFace, FaceShifter, InfoSwap, DiffFace, MegaFS, ReliableSwap, BlendSwap,
+   AEI-Net, Wav2Lip) and their real inputs, every 5th frame (at most 24 per video), compressed alike.
+4. `mesofcn prepare media` at c23 on benchmarks/validation.csv as the validation split (every 10th frame, at most
+   12 per video), to pick the checkpoint by frame AUC on unseen tools; never trained on.
+5. `mesofcn train` on the four datasets (task sbi-any-all), crop_scale 1.3 (saved in the processor config): the
+   same flip/resolution/blur/noise/JPEG augmentation for both classes, λ 0.3, Adam 1e-3 decayed x0.7 per epoch,
+   batch 32 in bf16, validation every 300 steps with a resumable checkpoint each time.
+6. With --ship: the checkpoint (best/ by validation AUC, or --ship-final for final/), its config, processor
+   config, training arguments and validation results, with the model card from model_cards/, into the package's
+   weights/mesofcn-blends-c23-c40/ (or --ship-to), where `mesofcn detect`, `mesofcn demo`, `mesofcn evaluate
+   --media` and `pipeline("deepfake-detection")` find it. The weights are derived from research-only data: they
+   ship under a non-commercial research licence (see the card).
 """
 
 from __future__ import annotations
@@ -42,33 +44,43 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from mesofcn.cli import main as mesofcn  # noqa: E402
 from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path  # noqa: E402
-from mesofcn.training import CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints  # noqa: E402
+from mesofcn.training import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints  # noqa: E402
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
 TRAIN_RECIPE = [
     "--task", "sbi-any-all",
     "--augment",
     "--seg_loss_weight", "0.3",
-    "--num_train_epochs", "6",
+    "--num_train_epochs", "5",
     "--learning_rate", "1e-3",
-    "--lr_decay", "0.6",
+    "--lr_decay", "0.7",
     "--per_device_train_batch_size", "32",
     "--mixed_precision", "bf16",
-    "--eval_steps", "224",
+    "--eval_steps", "300",
     "--metric_for_best_model", "auc",
     "--checkpointing_steps", "eval",
     "--logging_steps", "50",
     "--seed", "42",
 ]  # fmt: skip
-#: Real sources of the self-blend dataset, relative to the shared data folder.
+#: The crop of every dataset (and so of the checkpoint's processor): jaw and forehead seams inside the label grid.
+CROP_SCALE = "1.3"
+#: Real sources of the blend datasets (videos and photos), relative to the shared data folder.
 REAL_SOURCES = (
     "ffpp_mini/original_sequences/youtube/c23/videos/519.mp4",
     "real_videos",
     "real_videos_more",
+    "real_videos_extra",
     "faces",
+    "faces_extra",
     "gan/ffhq",
+    "gan_more/real",
 )
-#: Files of the best checkpoint that ship (no code files: the installed package is the code).
+#: Photos whose faces donor blends paste (relative to the shared data folder).
+DONOR_SOURCES = ("faces", "faces_extra", "gan/ffhq", "gan_more/real")
+#: The labelled lists (in benchmarks/): training fakes of other tools with their reals, and the validation set.
+TRAIN_MEDIA = REPO_ROOT / "benchmarks" / "train_media.csv"
+VALIDATION_MEDIA = REPO_ROOT / "benchmarks" / "validation.csv"
+#: Files of the chosen checkpoint that ship (no code files: the installed package is the code).
 SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json")
 
 
@@ -80,21 +92,28 @@ def run(argv: list[str]) -> None:
 
 
 def prepare(shared: Path, work: Path, num_proc: int) -> list[Path]:
-    """The FF++ mini dataset (c23) and the self-blend datasets (c23, c40); a finished one is not rebuilt."""
-    ffpp = work / "ffpp_c23"
-    common = ["--num-proc", str(num_proc), "--quiet"]
-    if not (ffpp / "dataset_dict.json").is_file():
-        run(["prepare", "faceforensics", "--root", str(shared / "ffpp_mini"), "--out", str(ffpp), "--every", "2"]
-            + ["--methods", "Deepfakes", "Face2Face", "NeuralTextures", "--compression", "c23", *common])  # fmt: skip
-    datasets = [ffpp]
-    sources = [str(shared / source) for source in REAL_SOURCES]
-    for level in ("c23", "c40"):
-        blends = work / f"sbi_{level}"
-        if not (blends / "dataset_dict.json").is_file():
-            run(["prepare", "self-blend", "--real", *sources, "--out", str(blends), "--every", "4", "--split", "1,0,0"]
-                + ["--seed", "7", "--compression", level, *common])  # fmt: skip
-        datasets.append(blends)
-    return datasets
+    """The four datasets of the recipe (see the module docstring); a finished one is not rebuilt."""
+    common = ["--num-proc", str(num_proc), "--crop-scale", CROP_SCALE, "--quiet"]
+    built = []
+
+    def build(name: str, argv: list[str]) -> None:
+        folder = work / name
+        if not (folder / "dataset_dict.json").is_file():
+            run(["prepare", *argv, "--out", str(folder), *common])
+        built.append(folder)
+
+    build("ffpp_c23", ["faceforensics", "--root", str(shared / "ffpp_mini"), "--every", "4", "--compression", "c23"]
+          + ["--methods", "Deepfakes", "Face2Face", "NeuralTextures"])  # fmt: skip
+    build("blends", ["self-blend", "--real", *(str(shared / source) for source in REAL_SOURCES)]
+          + ["--donors", *(str(shared / source) for source in DONOR_SOURCES), "--donor-probability", "0.5"]
+          + ["--downsample-probability", "0.5", "--every", "6", "--max-frames", "24", "--split", "1,0,0"]
+          + ["--seed", "7", "--compression", "c23", "c40"]
+          + ["--exclude", str(VALIDATION_MEDIA), "--exclude-root", str(shared)])  # fmt: skip
+    build("tools", ["media", "--labels", str(TRAIN_MEDIA), "--root", str(shared), "--every", "5"]
+          + ["--max-frames", "24", "--compression", "c23", "c40"])  # fmt: skip
+    build("validation", ["media", "--labels", str(VALIDATION_MEDIA), "--root", str(shared), "--every", "10"]
+          + ["--max-frames", "12", "--compression", "c23", "--split-name", "validation"])  # fmt: skip
+    return built
 
 
 def train(datasets: list[Path], output: Path) -> None:
@@ -104,9 +123,9 @@ def train(datasets: list[Path], output: Path) -> None:
     run(argv)
 
 
-def ship(output: Path, target: Path) -> Path:
-    """Copy the run's final checkpoint and the card to `target` (written beside it, then renamed into place)."""
-    best = output / FINAL_DIR
+def ship(output: Path, target: Path, checkpoint: str = BEST_DIR) -> Path:
+    """Copy the run's chosen checkpoint and the card to `target` (written beside it, then renamed into place)."""
+    best = output / checkpoint
     card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -133,13 +152,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/default-model"), help="datasets and the run")
     parser.add_argument("--num-proc", type=int, default=2, help="dataset builder processes")
     parser.add_argument(
-        "--ship", action="store_true", help="only install the finished run's final checkpoint as the default model"
+        "--ship", action="store_true", help="only install the finished run's checkpoint as the default model"
     )
+    parser.add_argument("--ship-final", action="store_true", help="with --ship: install final/ instead of best/")
     parser.add_argument("--ship-to", type=Path, default=packaged_model_path(), help="where --ship installs it")
     args = parser.parse_args()
     output = args.work / "train"
     if args.ship:
-        print(f"installed {ship(output, args.ship_to)}")
+        print(f"installed {ship(output, args.ship_to, FINAL_DIR if args.ship_final else BEST_DIR)}")
         return
     if not (args.shared_data / "ffpp_mini").is_dir():
         raise SystemExit(f"{args.shared_data} has no ffpp_mini/: pass --shared-data with the shared data folder")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 #: Name of the default checkpoint's recipe: self-blended pseudo-fakes of real faces plus two FF++ train fakes, at
 #: c23 and c40. It is not an FF++-trained model.
-DEFAULT_MODEL_NAME = "mesofcn-selfblend-c23-c40"
+DEFAULT_MODEL_NAME = "mesofcn-blends-c23-c40"
 #: Environment variable naming a checkpoint folder to use as the default instead of the package's.
 DEFAULT_MODEL_ENV = "MESOFCN_DEFAULT_MODEL"
 #: Files a default checkpoint folder must hold.
