@@ -144,13 +144,14 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def detect_call_options(args: argparse.Namespace) -> dict:
     """
-    The pipeline options of `mesofcn detect` from its arguments (threshold, quiet, every, frames, max_image_pixels);
-    `mesofcn evaluate --media` analyses each item with the same options.
+    The pipeline options of `mesofcn detect` from its arguments (threshold, verdict rule, quiet, every, frames,
+    max_image_pixels); `mesofcn evaluate --media` analyses each item with the same options.
     """
     call_options = {
         "threshold": args.threshold,
-        "min_face_fraction": args.min_face_fraction,
-        "min_track_share": args.min_track_share,
+        # Parsers that lack the verdict-rule options (e.g. evaluate's) get the defaults.
+        "min_face_fraction": getattr(args, "min_face_fraction", DEFAULT_MIN_FACE_FRACTION),
+        "min_track_share": getattr(args, "min_track_share", DEFAULT_MIN_TRACK_SHARE),
         "progress": not args.quiet,
         "return_heatmaps": False,
     }

@@ -16,7 +16,14 @@ from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
 from .media import DEFAULT_MAX_IMAGE_PIXELS, load_image, media_kind
-from .tracking import FaceTracker, most_suspicious_track, summarize_track
+from .tracking import (
+    DEFAULT_MIN_FACE_FRACTION,
+    DEFAULT_MIN_TRACK_SHARE,
+    FaceTracker,
+    check_verdict_rule,
+    most_suspicious_track,
+    summarize_track,
+)
 from .video import FrameSampling, iter_video_frames, probe_video
 
 #: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
@@ -32,14 +39,21 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     an RGB array, or a list of them) the pipeline finds the faces (RetinaFace by default), makes the paper's
     landmark-centred crop of each, scores it with MesoFCN and returns one report:
 
-    - `label` (`"fake"`, `"real"` or `"no_face"`) and `score` (P(fake) of the most suspicious face track),
-    - `tracks`: faces linked across sampled frames, each with its mean / max P(fake) and its frames,
+    - `label` (`"fake"`, `"real"` or `"no_face"`) and `score` (P(fake) of the most suspicious eligible track),
+    - `tracks`: faces linked across sampled frames, each with its mean / max P(fake), its median face size, its
+      share of the analysed frames, whether it was `eligible` to decide, and its frames,
+    - `verdict_rule`: the settings that made a track eligible, and whether the fallback decided,
     - `faces`: every face with `box` (x, y, w, h), `landmarks` (5 points), `score` (P(fake)), `label`,
       `patch_map` (49x49 P(fake) per 31x31 patch) and, for images, `heatmap` (P(fake) at frame resolution).
 
     Videos are streamed (one decoded frame in memory at a time) and sampled every `every`-th frame (default 5,
     the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). Faces from several
     frames and inputs share batches of `batch_size`.
+
+    Bystanders do not decide: only tracks seen in at least `min_track_share` (default 0.3) of the analysed
+    frames whose median face is at least `min_face_fraction` (default 0.5) of the largest such track's may
+    decide the verdict (see `mesofcn.tracking.most_suspicious_track`, which also describes the fallback when no
+    track qualifies). In an image every face covers its one frame, so only the size floor applies.
 
     Example:
     ```python
@@ -81,6 +95,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         progress: bool | None = None,
         threshold: float | None = None,
         return_heatmaps: bool | None = None,
+        min_face_fraction: float | None = None,
+        min_track_share: float | None = None,
         **kwargs,
     ):
         unknown = sorted(set(kwargs) - PIPELINE_PASSTHROUGH_KWARGS)
@@ -102,6 +118,14 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             postprocess["threshold"] = threshold
         if return_heatmaps is not None:
             postprocess["return_heatmaps"] = return_heatmaps
+        if min_face_fraction is not None:
+            postprocess["min_face_fraction"] = min_face_fraction
+        if min_track_share is not None:
+            postprocess["min_track_share"] = min_track_share
+        check_verdict_rule(
+            postprocess.get("min_face_fraction", DEFAULT_MIN_FACE_FRACTION),
+            postprocess.get("min_track_share", DEFAULT_MIN_TRACK_SHARE),
+        )
         return preprocess, {}, postprocess
 
     def preprocess(
@@ -158,7 +182,12 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         }
 
     def postprocess(
-        self, all_outputs: list[dict], threshold: float = DEFAULT_THRESHOLD, return_heatmaps: bool | None = None
+        self,
+        all_outputs: list[dict],
+        threshold: float = DEFAULT_THRESHOLD,
+        return_heatmaps: bool | None = None,
+        min_face_fraction: float = DEFAULT_MIN_FACE_FRACTION,
+        min_track_share: float = DEFAULT_MIN_TRACK_SHARE,
     ) -> dict:
         source = next(unwrap(output["source"]) for output in all_outputs if unwrap(output["source"]) is not None)
         faces = []
@@ -178,7 +207,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
                 face["heatmap"] = heatmap_on_frame(
                     face["patch_map"], face["window"], height, width, self.image_processor.size.height
                 )
-        return build_report(source, faces, threshold, self)
+        rule = {"min_face_fraction": min_face_fraction, "min_track_share": min_track_share}
+        return build_report(source, faces, threshold, rule, self)
 
 
 def open_source(inputs, sampling: FrameSampling, max_image_pixels: int, progress: bool):
@@ -250,8 +280,13 @@ def unwrap(value):
     return value[0] if isinstance(value, list) else value
 
 
-def build_report(source: dict, faces: list[dict], threshold: float, pipe: DeepfakeDetectionPipeline) -> dict:
-    """One input's report: tracks with their scores, the verdict from the most suspicious track, and the faces."""
+def build_report(
+    source: dict, faces: list[dict], threshold: float, rule: dict, pipe: DeepfakeDetectionPipeline
+) -> dict:
+    """
+    One input's report: tracks with their scores, the verdict from the most suspicious eligible track under
+    `rule` (`min_face_fraction`, `min_track_share`), and the faces.
+    """
     by_track: dict[int, list[dict]] = {}
     for face in faces:
         by_track.setdefault(face["track_id"], []).append(
@@ -262,14 +297,16 @@ def build_report(source: dict, faces: list[dict], threshold: float, pipe: Deepfa
                 "score": face["score"],
             }
         )
-    tracks = [summarize_track(track_id, frames, threshold) for track_id, frames in sorted(by_track.items())]
-    verdict = most_suspicious_track(tracks)
+    analysed = source["frames_analysed"]
+    tracks = [summarize_track(track_id, frames, threshold, analysed) for track_id, frames in sorted(by_track.items())]
+    verdict = most_suspicious_track(tracks, **rule)
     return {
         **source,
         "label": "no_face" if verdict is None else verdict["label"],
         "score": None if verdict is None else verdict["score"],
         "threshold": threshold,
         "verdict_track": None if verdict is None else verdict["id"],
+        "verdict_rule": {**rule, "fallback": verdict is not None and not verdict["eligible"]},
         "tracks": tracks,
         "faces": faces,
         "model": model_name(pipe.model),

@@ -25,6 +25,7 @@ def report_to_json(report: dict) -> dict:
             **{key: value for key, value in track.items() if key != "frames"},
             "score": round(track["score"], 4),
             "max_score": round(track["max_score"], 4),
+            "share": round(track["share"], 4),
             "frames": [{**frame, "score": round(frame["score"], 4)} for frame in track["frames"]],
         }
         for track in report["tracks"]

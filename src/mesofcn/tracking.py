@@ -91,8 +91,24 @@ class FaceTracker:
         return 1.0 - distance / self.max_centre_distance if distance < self.max_centre_distance else 0.0
 
 
-def summarize_track(track_id: int, frames: list[dict], threshold: float) -> dict:
-    """Per-track scores: mean P(fake) over its frames, the maximum, and the fraction at or above `threshold`."""
+#: Default verdict rule (see `most_suspicious_track`): a track may decide only if its median face is at least
+#: this fraction of the largest track's...
+DEFAULT_MIN_FACE_FRACTION = 0.5
+#: ...and it is seen in at least this share of the analysed frames.
+DEFAULT_MIN_TRACK_SHARE = 0.3
+
+
+def face_size(box: Sequence[float]) -> float:
+    """A face's size in pixels: the longer side of its (x, y, w, h) box."""
+    return float(max(box[2], box[3]))
+
+
+def summarize_track(track_id: int, frames: list[dict], threshold: float, frames_analysed: int) -> dict:
+    """
+    Per-track scores and extent: mean P(fake) over its frames, the maximum, the fraction at or above `threshold`,
+    its `face_size` (median over its frames of the longer box side, in pixels) and its `share` of the
+    `frames_analysed` sampled frames (a track has at most one face per frame).
+    """
     scores = np.array([frame["score"] for frame in frames], dtype=np.float64)
     mean = float(scores.mean())
     return {
@@ -102,22 +118,63 @@ def summarize_track(track_id: int, frames: list[dict], threshold: float) -> dict
         "fraction_fake": float((scores >= threshold).mean()),
         "label": "fake" if mean >= threshold else "real",
         "num_frames": len(frames),
+        "face_size": round(float(np.median([face_size(frame["box"]) for frame in frames])), 1),
+        "share": len(frames) / max(frames_analysed, len(frames)),
         "frames": frames,
     }
 
 
-def most_suspicious_track(tracks: list[dict], min_frames: int = 3) -> dict | None:
+def check_verdict_rule(min_face_fraction: float, min_track_share: float) -> None:
+    """Both settings of the verdict rule are fractions in [0, 1]."""
+    for name, value in (("min_face_fraction", min_face_fraction), ("min_track_share", min_track_share)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+
+
+def most_suspicious_track(
+    tracks: list[dict],
+    min_face_fraction: float = DEFAULT_MIN_FACE_FRACTION,
+    min_track_share: float = DEFAULT_MIN_TRACK_SHARE,
+) -> dict | None:
     """
-    The track that decides a video's verdict: the highest mean P(fake) among tracks seen in at least
-    `min(min_frames, longest track)` sampled frames. Taking the worst track (not an average over faces) keeps
-    one swapped face among real ones from being averaged away; the length floor keeps a one-frame false
-    detection from deciding it.
+    The track that decides a video's verdict, from tracks made by `summarize_track`; sets each track's
+    `eligible` flag.
+
+    A track is eligible when it covers at least `min_track_share` of the analysed frames and its `face_size` is
+    at least `min_face_fraction` of the largest `face_size` among the tracks that cover that share (so a big
+    one-frame false detection cannot set the scale). The most suspicious eligible track (highest mean P(fake))
+    decides: taking the worst track, not an average over faces, keeps one swapped face among real ones from
+    being averaged away, while the two floors keep bystanders (a small face in the background or on a screen)
+    and brief false detections from deciding.
+
+    Fallback when no track covers the share (e.g. a face lost and found again too often, or many short shots):
+    the largest face then sets the scale over all tracks, and among the tracks big enough the one(s) seen in
+    the most frames decide (the most suspicious of them); none of them is marked eligible. An image is one
+    analysed frame, so every face covers it and only the size floor applies.
     """
+    check_verdict_rule(min_face_fraction, min_track_share)
     if not tracks:
         return None
-    floor = min(min_frames, max(track["num_frames"] for track in tracks))
-    candidates = [track for track in tracks if track["num_frames"] >= floor]
+    covers = [track["share"] >= min_track_share for track in tracks]
+    scale = max(track["face_size"] for track, ok in zip(tracks, covers, strict=True) if ok or not any(covers))
+    large = [track for track in tracks if track["face_size"] >= min_face_fraction * scale]
+    for track, ok in zip(tracks, covers, strict=True):
+        track["eligible"] = ok and track["face_size"] >= min_face_fraction * scale
+    candidates = [track for track in tracks if track["eligible"]]
+    if not candidates:  # fallback: the big faces seen longest
+        longest = max(track["num_frames"] for track in large)
+        candidates = [track for track in large if track["num_frames"] == longest]
     return max(candidates, key=lambda track: track["score"])
 
 
-__all__ = ["FaceTracker", "box_iou", "centre_distance", "most_suspicious_track", "summarize_track"]
+__all__ = [
+    "DEFAULT_MIN_FACE_FRACTION",
+    "DEFAULT_MIN_TRACK_SHARE",
+    "FaceTracker",
+    "box_iou",
+    "centre_distance",
+    "check_verdict_rule",
+    "face_size",
+    "most_suspicious_track",
+    "summarize_track",
+]
