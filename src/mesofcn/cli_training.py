@@ -108,25 +108,50 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
     return parser
 
 
-def build_evaluate_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def build_evaluate_parser(
+    parser: argparse.ArgumentParser | None = None, with_media: bool = False
+) -> argparse.ArgumentParser:
+    """
+    The arguments of scripts/evaluate.py (a face-crop dataset split); `with_media` (the `mesofcn evaluate` command)
+    adds the choice of `--media LABELS.csv` instead of `--dataset` (see mesofcn.cli_evaluate_media).
+    """
     parser = parser or argparse.ArgumentParser(
         description="Evaluate a MesoFCN checkpoint on a face-crop dataset.", formatter_class=DEFAULTS_FORMATTER
     )
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id (from the HF cache offline)")
-    parser.add_argument("--dataset", required=True, help="dataset folder (DatasetDict saved with save_to_disk)")
+    source = parser.add_mutually_exclusive_group(required=True) if with_media else parser
+    parser.add_argument(
+        "--model",
+        required=not with_media,
+        help="checkpoint folder or Hub id (from the HF cache offline)"
+        + ("; required with --dataset, with --media the default model as for detect" if with_media else ""),
+    )
+    dataset_help = "dataset folder (DatasetDict saved with save_to_disk)"
+    if with_media:
+        source.add_argument("--dataset", help=dataset_help)
+    else:
+        parser.add_argument("--dataset", required=True, help=dataset_help)
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", required=True, help="output folder for results.json and the figures")
     parser.add_argument(
         "--task", help="restrict to a task's rows (default: the checkpoint's training task when known, else all rows)"
     )
+    batch_names = ["--batch_size", "--per_device_eval_batch_size"] + (["--batch-size"] if with_media else [])
     parser.add_argument(
-        "--batch_size", "--per_device_eval_batch_size", type=int, default=64, dest="batch_size", help="faces per batch"
+        *batch_names,
+        type=int,
+        default=None if with_media else 64,
+        dest="batch_size",
+        help="faces per batch" + ("; None: 64 with --dataset, 16 (as detect) with --media" if with_media else ""),
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) from which a face is fake")
     parser.add_argument("--num_examples", type=int, default=8, help="faces in the mask grid figure")
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="data loading processes")
     parser.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], help="default: Accelerate's setting")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if with_media:
+        from .cli_evaluate_media import add_media_arguments
+
+        add_media_arguments(parser, source)
     return parser
 
 
@@ -154,9 +179,16 @@ def run_train_command(args: argparse.Namespace) -> int:
 def run_evaluate_command(args: argparse.Namespace) -> int:
     """`mesofcn evaluate`: evaluate and print a summary; bad arguments or data are one-line errors."""
     from .cli import CommandError, first_line
+
+    if getattr(args, "media", None) is not None:
+        from .cli_evaluate_media import run_media_evaluation
+
+        return run_media_evaluation(args)
+    from .cli_evaluate_media import check_dataset_mode_arguments
     from .evaluation import run_evaluation
     from .training_data import DatasetError
 
+    check_dataset_mode_arguments(args)
     try:
         run_evaluation(args)
     except (DatasetError, ValueError, OSError) as error:
@@ -181,11 +213,14 @@ def add_evaluate_parser(commands) -> None:
     """Add `mesofcn evaluate` to the CLI's subparsers."""
     parser = commands.add_parser(
         "evaluate",
-        help="evaluate a checkpoint on a face-crop dataset (Tables II-IV, Figs. 4-6)",
-        description="Frame/video/segmentation metrics, a precision-recall curve and a mask grid for one split.",
+        help="evaluate a checkpoint on a face-crop dataset (Tables II-IV, Figs. 4-6) or on labelled media files",
+        description="--dataset: frame/video/segmentation metrics, a precision-recall curve and a mask grid for one "
+        "split. --media LABELS.csv: each listed image or video analysed as `mesofcn detect` does; item- and "
+        "frame-level AUC (bootstrap interval), AP, EER, accuracy, flagged reals and caught fakes, overall and per "
+        "group; results.json, predictions.csv, roc.png and scores.png.",
         formatter_class=DEFAULTS_FORMATTER,
     )
-    build_evaluate_parser(parser)
+    build_evaluate_parser(parser, with_media=True)
     parser.set_defaults(handler=run_evaluate_command)
 
 
