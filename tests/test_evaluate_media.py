@@ -173,6 +173,7 @@ def test_same_pipeline_options_as_detect(capsys, tmp_path, stand_in):
     detector = stand_in(EXAMPLE)
     labels = example_labels(tmp_path)
     argv = ["--every", 3, "--threshold", 0.7, "--batch-size", 4, "--max-image-pixels", 10**6, "--quiet"]
+    argv += ["--min-face-fraction", 0.25, "--min-track-share", 0.1]
     code, _, err = run(capsys, "evaluate", "--media", labels, "--out", tmp_path / "o", *argv, "--bootstrap", 10)
     assert code == EXIT_OK, err
     evaluate_options = detector.calls[0][1]
@@ -182,6 +183,7 @@ def test_same_pipeline_options_as_detect(capsys, tmp_path, stand_in):
     assert evaluate_options["every"] == 3 and evaluate_options["num_frames"] is None
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["sampling"] == {"mode": "every", "every": 3} and results["threshold"] == 0.7
+    assert results["verdict_rule"] == {"min_face_fraction": 0.25, "min_track_share": 0.1}
     assert results["overall"]["flagged_real_share"] == 0 and results["overall"]["caught_fake_share"] == pytest.approx(
         2 / 3
     )

@@ -16,7 +16,8 @@ import io
 import sys
 from pathlib import Path
 
-from .cli_arguments import positive_int
+from .cli_arguments import positive_int, probability
+from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 
 RESULTS_FILE, PREDICTIONS_FILE, ROC_FILE, SCORES_FILE = "results.json", "predictions.csv", "roc.png", "scores.png"
 #: Batch size of `mesofcn detect`, used with --media when --batch-size is not given.
@@ -46,6 +47,20 @@ def add_media_arguments(parser: argparse.ArgumentParser, source) -> None:
         "--every", type=positive_int, metavar="K", help="analyse every K-th frame; 5 without --every or --frames"
     )
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
+    media.add_argument(
+        "--min-face-fraction",
+        type=probability,
+        default=DEFAULT_MIN_FACE_FRACTION,
+        metavar="F",
+        help="verdict rule, as for detect: a track decides only if its median face is at least F times the largest's",
+    )
+    media.add_argument(
+        "--min-track-share",
+        type=probability,
+        default=DEFAULT_MIN_TRACK_SHARE,
+        metavar="S",
+        help="verdict rule, as for detect: ...and only if it is seen in at least this share of the analysed frames",
+    )
     media.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     media.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
     media.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
@@ -105,6 +120,9 @@ def run_media_evaluation(args: argparse.Namespace) -> int:
         "root": str(args.root if args.root is not None else args.media.parent),
         "model": model_name(detector.model),
         "sampling": FrameSampling(every=args.every, num_frames=args.frames).describe(),
+        "verdict_rule": {
+            key: call_options[key] for key in ("min_face_fraction", "min_track_share") if key in call_options
+        },
         "device": args.device,
         "dtype": args.dtype,
         **evaluation.results,
