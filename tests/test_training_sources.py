@@ -1,0 +1,273 @@
+"""Tests for the training data of the default recipe: labelled media lists, the media builder, donor blends,
+down-sampled blends, exclusion lists, the crop scale carried from the datasets into training, and the committed
+validation/train lists (split by tool and by person)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import load_from_disk
+from PIL import Image
+
+from mesofcn.cli import main as mesofcn
+from mesofcn.datasets_common import BUILD_SETTINGS_FILE, PrepareError
+from mesofcn.datasets_media import build_media
+from mesofcn.datasets_self_blend import DonorPool, build_self_blend, landmark_shape, list_sources
+from mesofcn.face_detection import RetinaFaceDetector
+from mesofcn.media_lists import MediaListError, read_media_list
+from mesofcn.self_blending import aligned_donor, self_blend
+from mesofcn.tasks import parse_task
+from mesofcn.training_data import DatasetError, crop_scale_of_datasets
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_list(path: Path, rows: list[tuple[str, ...]], header: str = "path,label,group") -> Path:
+    path.write_text(header + "\n" + "".join(",".join(row) + "\n" for row in rows))
+    return path
+
+
+# --- labelled media lists -------------------------------------------------------------------------------------
+
+
+def test_media_list_reads_labels_groups_and_relative_paths(tmp_path):
+    labels = write_list(
+        tmp_path / "l.csv", [("a.png", "real", ""), ("sub/b.mp4", "FAKE", "swap:x"), ("c.png", "1", "")]
+    )
+    items = read_media_list(labels)
+    assert [(item.name, item.label, item.group) for item in items] == [
+        ("a.png", 0, ""),
+        ("sub/b.mp4", 1, "swap:x"),
+        ("c.png", 1, ""),
+    ]
+    assert items[1].path == tmp_path / "sub" / "b.mp4"
+    assert read_media_list(labels, root="/data")[0].path == Path("/data/a.png")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("path,group\na.png,x\n", "missing column(s) label"),
+        ("path,label\n", "no rows"),
+        ("path,label\na.png,maybe\n", "line 2: label must be real or fake"),
+        ("path,label\n,real\n", "line 2: empty path"),
+    ],
+)
+def test_media_list_errors_name_the_file_and_problem(tmp_path, content, problem):
+    labels = tmp_path / "bad.csv"
+    labels.write_text(content)
+    with pytest.raises(MediaListError, match=re.escape(problem)) as error:
+        read_media_list(labels)
+    assert str(labels) in str(error.value)
+    with pytest.raises(MediaListError, match="cannot read"):
+        read_media_list(tmp_path / "absent.csv")
+
+
+# --- the committed lists: by tool and by person ---------------------------------------------------------------
+
+
+def committed(name: str) -> list[dict]:
+    with (REPO_ROOT / "benchmarks" / name).open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_validation_list_holds_unseen_tools_and_people():
+    validation, train = committed("validation.csv"), committed("train_media.csv")
+    groups = {row["group"] for row in validation if row["label"] == "fake"}
+    assert {group for group in groups if group.startswith("swap:")} >= {"swap:DFDC", "swap:E4S", "swap:part-swap"}
+    assert any(group.startswith("reenact:") for group in groups)
+    reals = [row for row in validation if row["label"] == "real"]
+    assert sum(row["path"].endswith(".mp4") for row in reals) >= 15
+    assert sum(not row["path"].endswith(".mp4") for row in reals) >= 30
+    train_groups = {row["group"] for row in train}
+    assert not groups & train_groups, "a validation tool is also a training tool"
+    assert not {row["path"] for row in validation} & {row["path"] for row in train}
+
+
+def test_committed_lists_are_what_make_splits_writes(tmp_path, shared_data):
+    script = REPO_ROOT / "benchmarks" / "make_splits.py"
+    copy = tmp_path / "benchmarks"
+    copy.mkdir()
+    shutil.copy(script, copy / "make_splits.py")
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(copy / "make_splits.py"), "--shared-data", str(shared_data)], check=True)
+    for name in ("validation.csv", "train_media.csv"):
+        assert (copy / name).read_text() == (REPO_ROOT / "benchmarks" / name).read_text(), name
+
+
+# --- donor blends ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_faces(shared_data):
+    detector = RetinaFaceDetector()
+    faces = []
+    for name in ("Tony_Blair/Tony_Blair_0002.jpg", "Colin_Powell/Colin_Powell_0001.jpg"):
+        image = np.asarray(Image.open(shared_data / "faces" / "krasserm_lfw" / name).convert("RGB"))
+        face = max(detector.detect(image), key=lambda face: face.score)
+        faces.append((image, face))
+    return faces
+
+
+def test_aligned_donor_lands_on_the_target_landmarks_with_its_colours(two_faces):
+    (target, target_face), (donor, donor_face) = two_faces
+    landmarks = np.asarray(target_face.landmarks, dtype=np.float64).reshape(5, 2)
+    region = np.zeros(target.shape[:2], dtype=np.float32)
+    x, y, w, h = (int(v) for v in target_face.box)
+    region[y : y + h, x : x + w] = 1
+    moved = aligned_donor(target, landmarks, donor, donor_face.landmarks, region)
+    assert moved.shape == target.shape and moved.dtype == np.float32
+    inside = region > 0
+    np.testing.assert_allclose(moved[inside].mean(axis=0), target[inside].mean(axis=0), atol=2.0)
+    # The donor's eye moved onto the target's eye: a dark-pupil patch there in both.
+    detector = RetinaFaceDetector()
+    found = max(detector.detect(np.clip(moved, 0, 255).astype(np.uint8)), key=lambda face: face.score)
+    error = np.abs(np.asarray(found.landmarks).reshape(5, 2) - landmarks).max()
+    assert error < 0.15 * w
+
+
+def test_donor_blend_changes_only_the_masked_pixels_and_is_seeded(two_faces):
+    (target, face), (donor, donor_face) = two_faces
+    first = self_blend(target, face.landmarks, face.box, seed=5, donor=(donor, donor_face.landmarks))
+    again = self_blend(target, face.landmarks, face.box, seed=5, donor=(donor, donor_face.landmarks))
+    own = self_blend(target, face.landmarks, face.box, seed=5)
+    np.testing.assert_array_equal(first.image, again.image)
+    changed = np.any(first.image != target, axis=-1)
+    assert changed.any() and not changed[first.mask == 0].any()
+    # Another person's face differs from the target far more than a transformed copy of the target itself.
+    inside = first.mask > 0
+    donor_change = np.abs(first.image.astype(int) - target)[inside].mean()
+    own_change = np.abs(own.image.astype(int) - target)[own.mask > 0].mean()
+    assert donor_change > own_change
+
+
+def test_donor_pool_picks_the_nearest_shape_of_another_source():
+    frontal = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], dtype=float)
+    turned = np.array([[20, 40], [50, 42], [30, 60], [25, 80], [50, 82]], dtype=float)
+    pool = DonorPool.__new__(DonorPool)
+    from mesofcn.datasets_self_blend import Donor
+
+    donors = [Donor(np.zeros((8, 8, 3), np.uint8), shape * 2 + 7, source) for shape, source in
+              [(frontal, "same.png"), (turned, "b.png"), (frontal, "c.png")]]  # fmt: skip
+    DonorPool.__init__(pool, donors)
+    chosen = pool.choose(frontal, "same.png", np.random.default_rng(0))
+    assert chosen.source == "c.png"  # nearest shape, never the target's own source
+    np.testing.assert_allclose(landmark_shape(frontal * 3 + 11), landmark_shape(frontal))
+    assert DonorPool([]).choose(frontal, "x", np.random.default_rng(0)) is None
+
+
+def test_downsampled_blends_paste_a_softer_face(two_faces):
+    from mesofcn.self_blending import SelfBlendSettings
+
+    image, face = two_faces[0]
+    plain = SelfBlendSettings(sharpness_probability=0, full_blend_probability=1.0)
+    sharp = self_blend(image, face.landmarks, face.box, seed=1, settings=plain)
+    soft = self_blend(
+        image, face.landmarks, face.box, seed=1,
+        settings=replace(plain, downsample_probability=1.0, downsample_range=(0.3, 0.3)),
+    )  # fmt: skip
+    np.testing.assert_array_equal(sharp.mask, soft.mask)  # same draws for the mask
+
+    def detail(blend):
+        grey = blend.image.astype(np.float32).mean(axis=-1)
+        return np.abs(np.diff(grey, axis=1))[blend.weights[:, 1:] > 0.99].mean()  # where the paste is whole
+
+    assert detail(soft) < 0.8 * detail(sharp)
+
+
+# --- builders ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def media_folder(tmp_path_factory, face_photo, face_video) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    shutil.copy(face_video, root / "clip.mp4")
+    shutil.copy(face_photo, root / "photo.jpg")
+    Image.open(face_photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "mirror.png")
+    Image.new("RGB", (64, 64), (30, 30, 30)).save(root / "blank.png")
+    return root
+
+
+def test_media_builder_labels_groups_masks_and_settings(tmp_path, media_folder):
+    labels = write_list(tmp_path / "l.csv", [("clip.mp4", "fake", "swap:x"), ("photo.jpg", "real", ""),
+                                              ("mirror.png", "fake", ""), ("blank.png", "real", "")])  # fmt: skip
+    out = tmp_path / "out"
+    report = build_media(labels, out, root=media_folder, every=5, max_frames=3, crop_scale=1.3, progress=False)
+    assert report.split_rows == {"train": 5, "validation": 0, "test": 0}  # 3 frames + 2 photos; blank: no face
+    train = load_from_disk(str(out))["train"]
+    names = train.features["method"].names
+    assert names == ["real", "fake", "swap:x"]
+    rows = {(row["video"], row["frame"]): row for row in train}
+    assert sorted(rows) == [("clip.mp4", 0), ("clip.mp4", 5), ("clip.mp4", 10), ("mirror.png", 0), ("photo.jpg", 0)]
+    clip, photo, mirror = rows["clip.mp4", 5], rows["photo.jpg", 0], rows["mirror.png", 0]
+    assert (clip["label"], names[clip["method"]], clip["mask"], clip["mask_source"]) == (1, "swap:x", None, "none")
+    assert (names[mirror["method"]], mirror["label"]) == ("fake", 1)
+    assert photo["label"] == 0 and photo["mask_source"] == "zeros" and not np.asarray(photo["mask"]).any()
+    assert photo["image"].size == (128, 128)
+    settings = json.loads((out / BUILD_SETTINGS_FILE).read_text())
+    assert (settings["builder"], settings["crop_scale"], settings["max_frames"]) == ("media", 1.3, 3)
+
+
+def test_media_builder_refuses_missing_and_non_media_files(tmp_path, media_folder):
+    (media_folder / "notes.txt").write_text("x")
+    with pytest.raises(PrepareError, match="gone.mp4: not found"):
+        build_media(write_list(tmp_path / "a.csv", [("gone.mp4", "fake", "")]), tmp_path / "o1", root=media_folder)
+    with pytest.raises(PrepareError, match="neither a video nor an image"):
+        build_media(write_list(tmp_path / "b.csv", [("notes.txt", "real", "")]), tmp_path / "o2", root=media_folder)
+
+
+def test_prepare_media_cli_and_one_line_errors(tmp_path, media_folder, capsys):
+    labels = write_list(tmp_path / "l.csv", [("photo.jpg", "real", ""), ("mirror.png", "fake", "t")])
+    out = tmp_path / "cli"
+    argv = ["prepare", "media", "--labels", str(labels), "--root", str(media_folder), "--out", str(out), "--quiet"]
+    assert mesofcn([*argv, "--split-name", "validation"]) == 0
+    assert len(load_from_disk(str(out))["validation"]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path\nx\n")
+    assert mesofcn(["prepare", "media", "--labels", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert f"{bad}: missing column(s) label" in capsys.readouterr().err
+
+
+def test_self_blend_excludes_listed_files_and_makes_donor_blends(tmp_path, media_folder, face_photo):
+    exclude = write_list(tmp_path / "validation.csv", [("mirror.png", "real", "")])
+    sources = list_sources([media_folder], exclude=[media_folder / "mirror.png"])
+    assert sorted(source.name for source in sources) == ["blank.png", "clip.mp4", "photo.jpg"]
+    donors = tmp_path / "donors"
+    donors.mkdir()
+    Image.open(face_photo).resize((180, 180)).save(donors / "other.png")
+    out = tmp_path / "blends"
+    argv = ["prepare", "self-blend", "--real", str(media_folder), "--out", str(out), "--split", "1,0,0"]
+    argv += ["--donors", str(donors), "--donor-probability", "1", "--max-frames", "2", "--every", "5", "--quiet"]
+    argv += ["--exclude", str(exclude), "--exclude-root", str(media_folder), "--crop-scale", "1.3"]
+    assert mesofcn(argv) == 0
+    train = load_from_disk(str(out))["train"]
+    names = train.features["method"].names
+    assert {row["video"] for row in train} == {"clip.mp4", "photo.jpg"}  # mirror excluded, blank has no face
+    assert sorted(names[row["method"]] for row in train if row["label"] == 1) == ["donor-blend"] * 3
+    settings = json.loads((out / BUILD_SETTINGS_FILE).read_text())
+    assert (settings["donor_probability"], settings["donor_images"], settings["excluded_files"]) == (1.0, 1, 1)
+    assert parse_task("sbi-c23-self").matches_fake_method("donor-blend")
+    with pytest.raises(PrepareError, match="give --donors"):
+        build_self_blend([media_folder], tmp_path / "none", donor_probability=0.5, progress=False)
+
+
+def test_training_crops_as_its_datasets_were_cropped(tmp_path):
+    folders = []
+    for index, scale in enumerate((1.3, 1.3, 1.1)):
+        folder = tmp_path / f"d{index}"
+        folder.mkdir()
+        (folder / BUILD_SETTINGS_FILE).write_text(json.dumps({"crop_scale": scale}))
+        folders.append(folder)
+    assert crop_scale_of_datasets(folders[:2]) == 1.3
+    assert crop_scale_of_datasets([tmp_path / "old"]) == 1.1  # built before settings were saved
+    with pytest.raises(DatasetError, match="different crop_scale values"):
+        crop_scale_of_datasets(folders)
