@@ -12,11 +12,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mesofcn import __version__, crop_face
 from mesofcn.cli import EXIT_OK, main
 from mesofcn.face_detection import RetinaFaceDetector
+from mesofcn.pipeline_mesofcn import unwrap
+from mesofcn.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 from tests.conftest import write_video
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -179,6 +182,80 @@ def test_video_without_faces_says_no_face(detect, videos):
     assert report["tracks"] == [] and report["faces"] == []
 
 
+# --- Which tracks decide the verdict -----------------------------------------------------------------------------
+
+
+def resized_head(astronaut, width: int, height: int) -> np.ndarray:
+    region = np.ascontiguousarray(astronaut[17:227, 130:320])
+    return np.asarray(Image.fromarray(region).resize((width, height), resample=Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def bystanders_video(tmp_path_factory, astronaut) -> Path:
+    """25 frames, 640x352: a big main face (box side ~173 px) on the left in every frame, a small inset face
+    (~55 px) at the bottom right in every frame, and a mid-size face (~117 px) flickering in frames 9-11 only."""
+    main, inset, flicker = (resized_head(astronaut, *size) for size in ((274, 302), (91, 101), (182, 202)))
+    frames = []
+    for i in range(NUM_FRAMES):
+        frame = paste(paste(np.full((352, 640, 3), BACKGROUND, dtype=np.uint8), main, 25, 10), inset, 240, 540)
+        frames.append(paste(frame, flicker, 20, 310) if 9 <= i <= 11 else frame)
+    return write_video(tmp_path_factory.mktemp("bystanders") / "bystanders.mp4", frames)
+
+
+def score_faces_by_position(pipe, monkeypatch, score_of_x) -> None:
+    """Replace the network's P(fake) of each face by `score_of_x(left edge of its box)`."""
+    forward = pipe._forward
+
+    def fixed_scores(model_inputs):
+        outputs = forward(model_inputs)
+        faces = model_inputs["face"] if isinstance(model_inputs["face"], list) else [model_inputs["face"]]
+        scores = [0.0 if face is None else score_of_x(unwrap(face)["box"][0]) for face in faces]
+        outputs["p_fake"] = torch.tensor(scores).reshape(outputs["p_fake"].shape)
+        return outputs
+
+    monkeypatch.setattr(pipe, "_forward", fixed_scores)
+
+
+def test_small_inset_and_flicker_do_not_decide_the_verdict(detect, bystanders_video, monkeypatch):
+    score_faces_by_position(detect, monkeypatch, lambda x: 0.1 if x < 250 else 0.95 if x < 500 else 0.9)
+    report = detect(str(bystanders_video))
+    assert report["analysed_frames"] == [0, 5, 10, 15, 20]
+    by_x = {round(track["frames"][0]["box"][0], -2): track for track in report["tracks"]}
+    assert len(report["tracks"]) == 3, [track["frames"][0]["box"] for track in report["tracks"]]
+    main, flicker, inset = by_x[100], by_x[400], by_x[600]
+    assert main["num_frames"] == inset["num_frames"] == 5 and flicker["num_frames"] == 1
+    assert inset["face_size"] < 0.4 * main["face_size"] < flicker["face_size"]
+    assert main["share"] == inset["share"] == 1.0 and flicker["share"] == 0.2
+    assert main["eligible"] and not inset["eligible"] and not flicker["eligible"]
+    assert report["label"] == "real" and report["verdict_track"] == main["id"]
+    assert abs(report["score"] - 0.1) < 1e-6
+    assert report["verdict_rule"] == {
+        "min_face_fraction": DEFAULT_MIN_FACE_FRACTION,
+        "min_track_share": DEFAULT_MIN_TRACK_SHARE,
+        "fallback": False,
+    }
+    # The settings are honoured: a lower size floor lets the inset decide, no share floor lets the flicker.
+    relaxed = detect(str(bystanders_video), min_face_fraction=0.2)
+    assert relaxed["label"] == "fake" and relaxed["verdict_track"] == inset["id"]
+    assert relaxed["verdict_rule"]["min_face_fraction"] == 0.2
+    anything = detect(str(bystanders_video), min_face_fraction=0.0, min_track_share=0.0)
+    assert anything["verdict_track"] == flicker["id"] and abs(anything["score"] - 0.95) < 1e-6
+
+
+def test_of_two_equal_faces_the_swapped_one_decides(detect, videos, monkeypatch):
+    score_faces_by_position(detect, monkeypatch, lambda x: 0.2 if x < 150 else 0.8)
+    report = detect(str(videos["two"]))
+    assert len(report["tracks"]) == 2 and all(track["eligible"] for track in report["tracks"])
+    swapped = max(report["tracks"], key=lambda track: track["frames"][0]["box"][0])
+    assert report["label"] == "fake" and report["verdict_track"] == swapped["id"]
+    assert abs(report["score"] - 0.8) < 1e-6
+
+
+def test_verdict_rule_settings_out_of_range_are_refused(detect, videos):
+    with pytest.raises(ValueError, match="min_track_share"):
+        detect(str(videos["two"]), min_track_share=1.5)
+
+
 # --- The command line -----------------------------------------------------------------------------------------
 
 
@@ -215,14 +292,16 @@ def test_cli_json_report_and_overlay_on_two_face_video(capsys, tmp_path, fake_ch
     assert isinstance(reports, list) and len(reports) == 1
     report = reports[0]
     expected_keys = {
-        "path", "media", "label", "score", "threshold", "verdict_track", "frames_analysed", "frame_size", "fps",
-        "duration", "sampling", "tracks", "model", "detector", "mesofcn_version", "elapsed_seconds", "overlay",
+        "path", "media", "label", "score", "threshold", "verdict_track", "verdict_rule", "frames_analysed",
+        "frame_size", "fps", "duration", "sampling", "tracks", "model", "detector", "mesofcn_version",
+        "elapsed_seconds", "overlay",
     }  # fmt: skip
     assert set(report) == expected_keys
     assert report["path"] == str(video) and report["media"] == "video"
     assert report["label"] == "fake" and is_number(report["score"]) and 0.5 <= report["score"] <= 1.0
     assert report["score"] == round(report["score"], 4)
     assert report["threshold"] == 0.5
+    assert report["verdict_rule"] == {"min_face_fraction": 0.5, "min_track_share": 0.35, "fallback": False}
     assert report["frames_analysed"] == 5 and isinstance(report["frames_analysed"], int)
     assert report["frame_size"] == [CANVAS_WIDTH, CANVAS_HEIGHT]
     assert report["fps"] == 25.0
@@ -237,7 +316,11 @@ def test_cli_json_report_and_overlay_on_two_face_video(capsys, tmp_path, fake_ch
     assert len(tracks) == 2 and len({track["id"] for track in tracks}) == 2
     assert report["verdict_track"] in {track["id"] for track in tracks}
     for track in tracks:
-        assert set(track) == {"id", "label", "score", "max_score", "fraction_fake", "num_frames", "frames"}
+        assert set(track) == {
+            "id", "label", "score", "max_score", "fraction_fake", "num_frames", "face_size", "share", "eligible",
+            "frames",
+        }  # fmt: skip
+        assert track["eligible"] is True and track["share"] == 1.0 and 50 < track["face_size"] < 90
         assert isinstance(track["id"], int) and track["label"] == "fake"
         assert 0.5 <= track["score"] <= track["max_score"] <= 1.0
         assert track["fraction_fake"] == 1.0

@@ -10,7 +10,7 @@ from tests.test_tracking import track
 
 
 def test_defaults():
-    assert (DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE) == (0.5, 0.3)
+    assert (DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE) == (0.5, 0.35)
 
 
 def test_a_small_inset_face_does_not_decide_even_when_it_scores_higher():
@@ -44,13 +44,13 @@ def test_a_big_short_false_detection_does_not_set_the_size_scale():
 
 
 def test_size_and_share_thresholds_are_inclusive():
-    main = track(0, [0.1] * 10, size=100, analysed=10)
-    edge = track(1, [0.9] * 3, size=50, analysed=10)  # exactly half the size, exactly 30 % of the frames
+    main = track(0, [0.1] * 20, size=100, analysed=20)
+    edge = track(1, [0.9] * 7, size=50, analysed=20)  # exactly half the size, exactly 35 % of the frames
     assert most_suspicious_track([main, edge])["id"] == 1 and edge["eligible"]
 
 
 def test_fallback_when_no_track_covers_the_share():
-    """A face lost and found again: every piece under 30 % of the frames. The big faces seen longest decide."""
+    """A face lost and found again: every piece under 35 % of the frames. The big faces seen longest decide."""
     pieces = [track(i, [0.2] * 5, size=200, analysed=20, start=5 * i) for i in range(3)]
     pieces.append(track(3, [0.6] * 5, size=190, analysed=20, start=15))
     bystander = track(4, [0.99] * 5, size=40, analysed=20)

@@ -50,7 +50,7 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). Faces from several
     frames and inputs share batches of `batch_size`.
 
-    Bystanders do not decide: only tracks seen in at least `min_track_share` (default 0.3) of the analysed
+    Bystanders do not decide: only tracks seen in at least `min_track_share` (default 0.35) of the analysed
     frames whose median face is at least `min_face_fraction` (default 0.5) of the largest such track's may
     decide the verdict (see `mesofcn.tracking.most_suspicious_track`, which also describes the fallback when no
     track qualifies). In an image every face covers its one frame, so only the size floor applies.

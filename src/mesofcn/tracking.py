@@ -95,7 +95,7 @@ class FaceTracker:
 #: this fraction of the largest track's...
 DEFAULT_MIN_FACE_FRACTION = 0.5
 #: ...and it is seen in at least this share of the analysed frames.
-DEFAULT_MIN_TRACK_SHARE = 0.3
+DEFAULT_MIN_TRACK_SHARE = 0.35
 
 
 def face_size(box: Sequence[float]) -> float:
