@@ -1,13 +1,13 @@
 """
-The default checkpoint: what `mesofcn detect`, `mesofcn demo` and `pipeline("deepfake-detection")` use when no
-model is given. It is looked up, without any network access, in this order:
+The default checkpoint: what `mesofcn detect`, `mesofcn demo`, `mesofcn evaluate --media` and
+`pipeline("deepfake-detection")` use when no model is given. It is looked up, without any network access, in this
+order:
 
 1. the folder named by the environment variable ``MESOFCN_DEFAULT_MODEL`` (a site-wide or personal default);
-2. ``weights/mesofcn-selfblend-c23-c40/`` inside the installed package.
+2. ``weights/mesofcn-blends-c23-c40/`` inside the installed package, where the trained default ships.
 
-No weights are committed to the repository: the only trained recipe so far learns from research-only data whose
-terms forbid shipping anything derived from it inside the product (see model_cards/mesofcn-selfblend-c23-c40.md).
-`python scripts/train_default.py --ship` trains that checkpoint and installs it into a checkout for research use.
+The shipped weights were trained on research-only data (see model_cards/mesofcn-blends-c23-c40.md): they carry a
+non-commercial research licence, unlike the package's code. `python scripts/train_default.py` reproduces them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
-#: Name of the default checkpoint's recipe: self-blended pseudo-fakes of real faces plus two FF++ train fakes, at
-#: c23 and c40. It is not an FF++-trained model.
+#: Name of the default checkpoint's recipe: self- and donor-blended pseudo-fakes of real faces plus the fakes of ten
+#: manipulation tools, at c23 and c40. It is not an FF++-trained model.
 DEFAULT_MODEL_NAME = "mesofcn-blends-c23-c40"
 #: Environment variable naming a checkpoint folder to use as the default instead of the package's.
 DEFAULT_MODEL_ENV = "MESOFCN_DEFAULT_MODEL"
@@ -57,7 +57,7 @@ def require_default_model() -> Path:
         raise FileNotFoundError(f"the default model in {folder} is incomplete (missing {', '.join(missing)})")
     raise FileNotFoundError(
         "no default model is installed: pass --model with a checkpoint folder or Hub id, set "
-        f"${DEFAULT_MODEL_ENV}, or build one with scripts/train_default.py (see model_cards/{DEFAULT_MODEL_NAME}.md)"
+        f"${DEFAULT_MODEL_ENV}, or reinstall mesofcn (its default ships in mesofcn/weights/{DEFAULT_MODEL_NAME})"
     )
 
 
