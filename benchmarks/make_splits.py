@@ -1,12 +1,17 @@
 """
-Write benchmarks/validation.csv and benchmarks/train_media.csv from ../shared/data/MANIFEST.csv.
+Write benchmarks/validation.csv, benchmarks/held_out.csv and benchmarks/train_media.csv from
+../shared/data/MANIFEST.csv.
 
-The split is by tool and by person, never by frame (see model_cards/mesofcn-default.md):
+The split is by tool and by person, never by frame (see model_cards/mesofcn-blends-c23-c40.md):
 - validation fakes: every file of the tools below, which the default is never trained on;
-- validation reals: the real inputs of those fakes, and other people chosen here, who appear nowhere in training
-  (their other photos and clips are held out too, e.g. every Obama photo and MEAD M003 clip);
+- validation reals: the real inputs of those fakes, and other people chosen here (all clips of MEAD M003, for
+  example, since one of its clips is a HyperLips input);
+- held_out.csv: chosen items whose person also appears in files that train (the MANIFEST's identity labels, and
+  the HyperLips Obama interview, which is unlabelled): they are neither trained on nor validated on, so that
+  validation holds only people who appear nowhere in training;
 - train_media.csv: the labelled fakes of the other tools and their real counterparts (the real videos and photos
-  that only feed self-blends are listed by folder in scripts/train_default.py).
+  that only feed the blends are listed by folder in scripts/train_default.py, which excludes validation.csv and
+  held_out.csv).
 
 Run from the repository root: python benchmarks/make_splits.py [--shared-data ../shared/data]
 """
@@ -66,6 +71,10 @@ TRAIN_REAL_PATTERNS = [
     r"^faces_extra/(xuehy|mapooon|ygtxr1997|hxngiee|Himalaypatel75|zkj3e|bchachar)",
     r"^real_videos_extra/(Akash-Jariwala|haroon001|davicoscarelli|wujinzhong|HuyVux-dev)",
 ]
+#: Identities of files that train (e.g. Obama in face_recognition's test images and in MakeItTalk): chosen items
+#: showing them go to held_out.csv. The HyperLips video2 pair is an Obama interview without an identity label.
+TRAINED_IDENTITIES = ("obama", "biden")
+UNLABELLED_TRAINED = ("semchan+HyperLips/test/video2/", "semchan+HyperLips/result/result_video2.mp4")
 MEDIA = re.compile(r"\.(mp4|png|jpe?g|webp|bmp)$", re.IGNORECASE)
 
 
@@ -73,28 +82,37 @@ def tool_group(method: str, tools: dict[str, str]) -> str | None:
     return next((group for prefix, group in tools.items() if method.startswith(prefix)), None)
 
 
-def split_rows(manifest: Path) -> tuple[list[dict], list[dict]]:
-    validation, train = [], []
+def split_rows(manifest: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(validation, held_out, train_media) rows of the labelled media list format."""
+    validation, held_out, train = [], [], []
     photos = 0
     for row in csv.DictReader(manifest.open()):
         path, kind, method = row["path"], row["kind"], row["method"]
         if not MEDIA.search(path) or kind not in ("real", "fake") or path.startswith(("gan", "ffpp")):
             continue
+        chosen = None
         if kind == "fake":
             if group := tool_group(method, VALIDATION_TOOLS):
-                validation.append({"path": path, "label": "fake", "group": group})
+                chosen = {"path": path, "label": "fake", "group": group}
             elif group := tool_group(method, TRAIN_TOOLS):
                 train.append({"path": path, "label": "fake", "group": group})
-            continue
-        group = next((group for pattern, group in VALIDATION_REAL_PATTERNS if re.search(pattern, path)), None)
-        if group is None and re.search(DEEPFACELIVE_PHOTOS, path):
-            photos += 1
-            group = "real:photo" if photos % 3 == 0 else None
-        if group is not None:
-            validation.append({"path": path, "label": "real", "group": group})
-        elif any(re.search(pattern, path) for pattern in TRAIN_REAL_PATTERNS):
-            train.append({"path": path, "label": "real", "group": "real"})
-    return validation, train
+        else:
+            group = next((group for pattern, group in VALIDATION_REAL_PATTERNS if re.search(pattern, path)), None)
+            if group is None and re.search(DEEPFACELIVE_PHOTOS, path):
+                photos += 1
+                group = "real:photo" if photos % 3 == 0 else None
+            if group is not None:
+                chosen = {"path": path, "label": "real", "group": group}
+            elif any(re.search(pattern, path) for pattern in TRAIN_REAL_PATTERNS):
+                train.append({"path": path, "label": "real", "group": "real"})
+        if chosen is not None:
+            (held_out if shows_trained_person(row) else validation).append(chosen)
+    return validation, held_out, train
+
+
+def shows_trained_person(row: dict) -> bool:
+    identities = {name.strip().lower() for name in row["identity_or_video_id"].split(";")}
+    return bool(identities & set(TRAINED_IDENTITIES)) or any(part in row["path"] for part in UNLABELLED_TRAINED)
 
 
 def write(rows: list[dict], path: Path) -> None:
@@ -109,9 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared-data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
-    validation, train = split_rows(args.shared_data / "MANIFEST.csv")
+    validation, held_out, train = split_rows(args.shared_data / "MANIFEST.csv")
     here = Path(__file__).resolve().parent
     write(validation, here / "validation.csv")
+    write(held_out, here / "held_out.csv")
     write(train, here / "train_media.csv")
 
 

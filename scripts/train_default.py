@@ -4,10 +4,10 @@ Train the default checkpoint (mesofcn-blends-c23-c40) on a CPU from shared/data,
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model
     python scripts/train_default.py --shared-data ../shared/data --work runs/default-model --ship
 
-Nothing listed in benchmarks/validation.csv (the fakes of 7 held-out tools and the real media of the people held
-out with them) is ever trained on: the builders get it as --exclude, and the recipe is judged on it afterwards
-with `mesofcn evaluate --media benchmarks/validation.csv`. Steps (each resumes where a stopped run left off;
-rerun the same command):
+Nothing listed in benchmarks/validation.csv (the fakes of 7 held-out tools and the real media of people who appear
+nowhere in training) or in benchmarks/held_out.csv is ever trained on: the builders get both as --exclude, and
+the recipe is judged afterwards with `mesofcn evaluate --media benchmarks/validation.csv`.
+Steps (each resumes where a stopped run left off; rerun the same command):
 1. `mesofcn prepare faceforensics`: the FF++ mini videos at c23, every 4th frame (train: 519, 519_515
    Deepfakes with difference masks, 750_743 Face2Face; FF++'s validation split: 004, 004_982 NeuralTextures).
 2. `mesofcn prepare self-blend` at c23 and c40: every 6th frame (at most 24 per video) of every real video and
@@ -81,6 +81,8 @@ DONOR_SOURCES = ("faces", "faces_extra", "gan/ffhq", "gan_more/real")
 #: The labelled lists (in benchmarks/): training fakes of other tools with their reals, and the validation set.
 TRAIN_MEDIA = REPO_ROOT / "benchmarks" / "train_media.csv"
 VALIDATION_MEDIA = REPO_ROOT / "benchmarks" / "validation.csv"
+#: Chosen items whose person also appears in training files: neither trained nor validated on.
+HELD_OUT_MEDIA = REPO_ROOT / "benchmarks" / "held_out.csv"
 #: Files of the chosen checkpoint that ship (no code files: the installed package is the code).
 SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json")
 
@@ -109,7 +111,7 @@ def prepare(shared: Path, work: Path, num_proc: int) -> list[Path]:
           + ["--donors", *(str(shared / source) for source in DONOR_SOURCES), "--donor-probability", "0.5"]
           + ["--downsample-probability", "0.5", "--every", "6", "--max-frames", "24", "--split", "1,0,0"]
           + ["--seed", "7", "--compression", "c23", "c40"]
-          + ["--exclude", str(VALIDATION_MEDIA), "--exclude-root", str(shared)])  # fmt: skip
+          + ["--exclude", str(VALIDATION_MEDIA), str(HELD_OUT_MEDIA), "--exclude-root", str(shared)])  # fmt: skip
     build("tools", ["media", "--labels", str(TRAIN_MEDIA), "--root", str(shared), "--every", "5"]
           + ["--max-frames", "24", "--compression", "c23", "c40"])  # fmt: skip
     build("validation", ["media", "--labels", str(VALIDATION_MEDIA), "--root", str(shared), "--every", "10"]

@@ -70,6 +70,21 @@ def test_media_list_errors_name_the_file_and_problem(tmp_path, content, problem)
         read_media_list(tmp_path / "absent.csv")
 
 
+def test_media_list_refuses_a_file_listed_twice(tmp_path):
+    labels = write_list(tmp_path / "l.csv", [("a.png", "real", ""), ("./a.png", "fake", "")])
+    with pytest.raises(MediaListError, match=re.escape("'./a.png' is listed more than once")):
+        read_media_list(labels)
+
+
+def test_work_keys_stay_inside_the_work_folder():
+    from mesofcn.datasets_media import work_key
+
+    assert work_key("fakes/a b/c.mp4") == "fakes/a b/c.mp4"
+    outside = work_key("../../etc/c.mp4")
+    assert outside.startswith("outside/") and outside.endswith("_c.mp4") and ".." not in outside
+    assert work_key("/abs/c.mp4") != outside
+
+
 # --- the committed lists: by tool and by person ---------------------------------------------------------------
 
 
@@ -78,7 +93,7 @@ def committed(name: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_validation_list_holds_unseen_tools_and_people():
+def test_validation_list_holds_unseen_tools_and_enough_reals():
     validation, train = committed("validation.csv"), committed("train_media.csv")
     groups = {row["group"] for row in validation if row["label"] == "fake"}
     assert {group for group in groups if group.startswith("swap:")} >= {"swap:DFDC", "swap:E4S", "swap:part-swap"}
@@ -91,6 +106,22 @@ def test_validation_list_holds_unseen_tools_and_people():
     assert not {row["path"] for row in validation} & {row["path"] for row in train}
 
 
+def test_validation_people_appear_in_no_file_that_may_train(shared_data):
+    """Every identity the MANIFEST labels in validation.csv appears only in validation.csv or held_out.csv."""
+    with (shared_data / "MANIFEST.csv").open() as handle:
+        manifest = {row["path"]: row for row in csv.DictReader(handle)}
+    never_trained = {row["path"] for row in committed("validation.csv") + committed("held_out.csv")}
+
+    def identities(path: str) -> set[str]:
+        return {name.strip().lower() for name in manifest[path]["identity_or_video_id"].split(";") if name.strip()}
+
+    validation_people = set().union(*(identities(row["path"]) for row in committed("validation.csv")))
+    trainable = [path for path, row in manifest.items() if path not in never_trained and row["kind"] == "real"]
+    shared = {path: identities(path) & validation_people for path in trainable if identities(path) & validation_people}
+    assert not shared, f"validation people in files that may train: {shared}"
+    assert "obama" in set().union(*(identities(row["path"]) for row in committed("held_out.csv")))
+
+
 def test_committed_lists_are_what_make_splits_writes(tmp_path, shared_data):
     script = REPO_ROOT / "benchmarks" / "make_splits.py"
     copy = tmp_path / "benchmarks"
@@ -100,7 +131,7 @@ def test_committed_lists_are_what_make_splits_writes(tmp_path, shared_data):
     import sys
 
     subprocess.run([sys.executable, str(copy / "make_splits.py"), "--shared-data", str(shared_data)], check=True)
-    for name in ("validation.csv", "train_media.csv"):
+    for name in ("validation.csv", "held_out.csv", "train_media.csv"):
         assert (copy / name).read_text() == (REPO_ROOT / "benchmarks" / name).read_text(), name
 
 
@@ -237,7 +268,7 @@ def test_prepare_media_cli_and_one_line_errors(tmp_path, media_folder, capsys):
     assert f"{bad}: missing column(s) label" in capsys.readouterr().err
 
 
-def test_self_blend_excludes_listed_files_and_makes_donor_blends(tmp_path, media_folder, face_photo):
+def test_self_blend_excludes_listed_files_and_makes_donor_blends(tmp_path, media_folder, face_photo, capsys):
     exclude = write_list(tmp_path / "validation.csv", [("mirror.png", "real", "")])
     sources = list_sources([media_folder], exclude=[media_folder / "mirror.png"])
     assert sorted(source.name for source in sources) == ["blank.png", "clip.mp4", "photo.jpg"]
@@ -256,6 +287,9 @@ def test_self_blend_excludes_listed_files_and_makes_donor_blends(tmp_path, media
     settings = json.loads((out / BUILD_SETTINGS_FILE).read_text())
     assert (settings["donor_probability"], settings["donor_images"], settings["excluded_files"]) == (1.0, 1, 1)
     assert parse_task("sbi-c23-self").matches_fake_method("donor-blend")
+    wrong_root = [*argv, "--exclude-root", str(tmp_path), "--out", str(tmp_path / "wrong")]  # the last one counts
+    assert mesofcn(wrong_root) == 2
+    assert "mirror.png: listed to exclude but not found" in capsys.readouterr().err
     with pytest.raises(PrepareError, match="give --donors"):
         build_self_blend([media_folder], tmp_path / "none", donor_probability=0.5, progress=False)
 

@@ -152,14 +152,14 @@ def check_media_arguments(args: argparse.Namespace) -> None:
 
 
 def write_media_outputs(out: Path, evaluation) -> None:
-    """results.json, predictions.csv, roc.png and scores.png, each written to a temporary name, then renamed."""
+    """predictions.csv, roc.png, scores.png and last results.json (so a results file means a finished output), each
+    written to a temporary name, then renamed."""
     from .cli import write_json_atomic, write_text_atomic
     from .figures import roc_figure, score_histogram_figure
     from .media_evaluation import PREDICTION_COLUMNS, prediction_rows, roc_curves
     from .overlay import write_png
 
     results = evaluation.results
-    write_json_atomic(out / RESULTS_FILE, results)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=PREDICTION_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -175,6 +175,7 @@ def write_media_outputs(out: Path, evaluation) -> None:
     no_face = results["n_no_face"]
     title = f"item scores (no face: {no_face['real']} real, {no_face['fake']} fake, scored 0)"
     write_png(out / SCORES_FILE, score_histogram_figure(reals, fakes, results["threshold"], title))
+    write_json_atomic(out / RESULTS_FILE, results)
 
 
 __all__ = [

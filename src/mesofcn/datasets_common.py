@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,6 +70,7 @@ __all__ = [
     "merge_prepared",
     "most_confident_face",
     "parse_shard",
+    "runs_of",
     "select_shard",
 ]
 
@@ -841,6 +843,13 @@ def _notes(plan_notes: list[str], stats: list[dict[str, Any]]) -> list[str]:
 
 
 # --- helpers shared by the builders ----------------------------------------------------------------------
+
+
+def runs_of(frames: Iterator[tuple[int, np.ndarray]], length: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Consecutive runs of at most ``length`` sampled (index, frame) pairs: the unit compressed as one H.264 clip,
+    which bounds the frames held in memory."""
+    while run := list(islice(frames, length)):
+        yield run
 
 
 def check_num_proc(num_proc: int) -> int:

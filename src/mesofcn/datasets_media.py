@@ -15,10 +15,12 @@ Every row goes into the split ``split`` (the list is the split: write one list p
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from .datasets_common import (
     face_features,
     file_fingerprint,
     finish_build,
+    runs_of,
     select_shard,
 )
 from .face_detection import FaceDetector, RetinaFaceDetector
@@ -49,6 +52,8 @@ from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter
 
 __all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
 
+#: Sampled frames of a video compressed (and held in memory) as one H.264 clip.
+DEFAULT_CLIP_FRAMES = 64
 #: ``method`` of real rows, and of fakes listed without a group.
 REAL_METHOD, UNGROUPED_FAKE = "real", "fake"
 
@@ -77,6 +82,7 @@ class MediaProcessor(FaceCropper):
 
     every: int = 5
     max_frames: int | None = None
+    clip_frames: int = DEFAULT_CLIP_FRAMES
 
     def __call__(self, item: WorkItem) -> ItemResult:
         task: MediaItemTask = item.task
@@ -84,12 +90,19 @@ class MediaProcessor(FaceCropper):
         stats = empty_stats(task.compression, task.method_name, label_name, videos=int(task.kind == "video"))
         rows: list[dict[str, Any]] = []
         try:
-            frames = list(islice(self._frames(task), self.max_frames))
+            for run in runs_of(islice(self._frames(task), self.max_frames), self.clip_frames):
+                rows += self._run_rows(task, run, stats)
         except MediaError as error:
-            stats["notes"].append(f"{task.name}: skipped, unreadable ({error.problem})")
-            return ItemResult(rows=rows, stats=stats)
-        compressed = compress_frames([image for _, image in frames], compression_crf(task.compression))
-        for (index, image), frame in zip(frames, compressed, strict=True):
+            stats["notes"].append(f"{task.name}: stopped, unreadable ({error.problem})")
+        return ItemResult(rows=rows, stats=stats)
+
+    def _run_rows(
+        self, task: MediaItemTask, run: list[tuple[int, np.ndarray]], stats: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Compress one run of frames as an H.264 clip, detect each face on the decoded frame, crop the clip's."""
+        compressed = compress_frames([image for _, image in run], compression_crf(task.compression))
+        rows = []
+        for (index, image), frame in zip(run, compressed, strict=True):
             stats["sampled"] += 1
             face = self.find_face(image)
             if face is None:
@@ -102,7 +115,7 @@ class MediaProcessor(FaceCropper):
             )  # fmt: skip
             rows.append(row)
             count_row(stats, row)
-        return ItemResult(rows=rows, stats=stats)
+        return rows
 
     def _frames(self, task: MediaItemTask) -> Iterator[tuple[int, np.ndarray]]:
         if task.kind == "image":
@@ -166,12 +179,20 @@ def _work_item(level: str, split: str, entry: MediaListItem, names: list[str]) -
     method = REAL_METHOD if entry.label == 0 else entry.group or UNGROUPED_FAKE
     task = MediaItemTask(level, str(entry.path), entry.name, kind, entry.label, names.index(method), method)
     return WorkItem(
-        key=f"{level}/{entry.name}",
+        key=f"{level}/{work_key(entry.name)}",
         split=split,
         order=(level, entry.label, entry.name),
-        fingerprint=file_fingerprint([entry.path], entry.path.parent),
+        fingerprint=f"{file_fingerprint([entry.path], entry.path.parent)}/{entry.label}/{method}",
         task=task,
     )
+
+
+def work_key(name: str) -> str:
+    """The listed path as a result-file key inside the work folder (a path leaving it is replaced by its hash)."""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts:
+        return "outside/" + hashlib.sha256(name.encode()).hexdigest()[:16] + "_" + Path(name).name
+    return Path(name).as_posix()
 
 
 def _intro(compressions: tuple[str, ...], every: int) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -56,6 +56,7 @@ from .datasets_common import (
     face_features,
     file_fingerprint,
     finish_build,
+    runs_of,
     select_shard,
 )
 from .datasets_gan_faces import DEFAULT_SPLIT, check_fractions, split_images
@@ -67,6 +68,8 @@ from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter
 __all__ = [
     "DEFAULT_CLIP_FRAMES",
     "DONOR_CANDIDATES",
+    "DONOR_SIDE",
+    "Donor",
     "DonorPool",
     "FAKE_MASK_SOURCE",
     "METHOD_NAMES",
@@ -75,6 +78,8 @@ __all__ = [
     "SelfBlendSource",
     "blend_seed",
     "build_self_blend",
+    "face_window",
+    "landmark_shape",
     "list_sources",
     "plan_self_blend",
     "self_blend_features",
@@ -121,6 +126,9 @@ def list_sources(
     """
     if not paths:
         raise PrepareError("give at least one real video, image or folder")
+    missing = [str(path) for path in exclude if not Path(path).exists()]
+    if missing:
+        raise PrepareError(f"{missing[0]}: listed to exclude but not found (check the list's root folder)")
     excluded = {Path(path).resolve() for path in exclude}
     sources: dict[str, SelfBlendSource] = {}
     found = (source for path in paths for source in _sources_of(Path(path)))
@@ -210,7 +218,8 @@ class DonorPool:
         self.shapes = np.stack([landmark_shape(donor.landmarks) for donor in donors]) if donors else None
 
     @classmethod
-    def load(cls, paths: Sequence[str], find_face) -> DonorPool:
+    def load(cls, paths: Sequence[str], find_face: Callable[[np.ndarray], DetectedFace | None]) -> DonorPool:
+        """The most confident face of each donor image (unreadable images and images without a face are skipped)."""
         donors = []
         for path in paths:
             try:
@@ -244,8 +253,7 @@ def landmark_shape(landmarks: np.ndarray) -> np.ndarray:
 def face_window(image: np.ndarray, face: DetectedFace, source: str) -> Donor:
     """A window of twice the face's size around it, at most :data:`DONOR_SIDE` pixels, with its landmarks."""
     points = np.asarray(face.landmarks, dtype=np.float64).reshape(5, 2)
-    x, y, width, height = (float(value) for value in face.box)
-    side = 2.0 * max(width, height)
+    side = 2.0 * max(float(face.box[2]), float(face.box[3]))
     left, top = points.mean(axis=0) - side / 2
     scale = min(1.0, DONOR_SIDE / side)
     matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
@@ -276,7 +284,7 @@ class SelfBlendProcessor(FaceCropper):
         rows: list[dict[str, Any]] = []
         try:
             frames = islice(self._frames(task.source), self.max_frames)
-            for clip in _clips(frames, self.clip_frames):
+            for clip in runs_of(frames, self.clip_frames):
                 rows += self._clip_rows(task, clip, stats)
         except MediaError as error:
             stats["notes"].append(f"{task.source.name}: stopped, unreadable ({error.problem})")
@@ -351,12 +359,6 @@ class SelfBlendProcessor(FaceCropper):
         return [real_row, fake_row]
 
 
-def _clips(frames: Iterator[tuple[int, np.ndarray]], length: int) -> Iterator[list[tuple[int, np.ndarray]]]:
-    """Consecutive runs of at most ``length`` sampled frames."""
-    while clip := list(islice(frames, length)):
-        yield clip
-
-
 def plan_self_blend(
     real: Sequence[str | os.PathLike[str]],
     compressions: tuple[str, ...] = ("c23",),
@@ -376,7 +378,8 @@ def plan_self_blend(
     """List the work: one item per compression level and source (`exclude`: files never used)."""
     fractions = check_fractions(split)
     compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
-    splits = split_sources(list_sources(real, exclude), fractions, seed)
+    sources = list_sources(real, exclude)
+    splits = split_sources(sources, fractions, seed)
     items = [
         _work_item(level, split_name, source)
         for level in compressions
@@ -392,7 +395,7 @@ def plan_self_blend(
         "crop_scale": crop_scale,
         "size": size,
         "clip_frames": clip_frames,
-        "excluded_files": len(exclude),
+        "excluded_files": len(list_sources(real)) - len(sources) if exclude else 0,
         **(blend_options or {}),
     }
     return PreparePlan(

@@ -49,7 +49,18 @@ def read_media_list(labels: str | os.PathLike[str], root: str | os.PathLike[str]
         raise MediaListError(f"{labels}: not a UTF-8 CSV file ({error})") from None
     if not items:
         raise MediaListError(f"{labels}: no rows")
+    _check_unique(items, labels)
     return items
+
+
+def _check_unique(items: list[MediaListItem], labels: Path) -> None:
+    """A file listed twice would be counted twice (or under two labels): refuse it."""
+    seen: set[Path] = set()
+    for item in items:
+        resolved = item.path.resolve()
+        if resolved in seen:
+            raise MediaListError(f"{labels}: {item.name!r} is listed more than once")
+        seen.add(resolved)
 
 
 def _item(row: dict[str, str | None], base: Path, labels: Path, line: int) -> MediaListItem:
