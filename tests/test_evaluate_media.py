@@ -404,3 +404,19 @@ def test_end_to_end_through_the_real_pipeline_matches_detect(capsys, tmp_path, c
         if report["score"] is not None:
             assert float(items[name]["score"]) == pytest.approx(report["score"], abs=1e-4)
     assert Image.open(out / "roc.png").size == (640, 520) and Image.open(out / "scores.png").size == (640, 520)
+
+
+def test_frame_auc_counts_only_the_tracks_that_may_decide():
+    from mesofcn.media_evaluation import frame_metrics, item_result
+    from mesofcn.media_lists import MediaListItem
+
+    def report(tracks):
+        return {"label": "fake", "score": 0.9, "frames_analysed": 2, "tracks": tracks}
+
+    speaker = {"id": 0, "eligible": True, "frames": [{"index": 0, "score": 0.9}, {"index": 5, "score": 0.8}]}
+    bystander = {"id": 1, "eligible": False, "frames": [{"index": 0, "score": 0.1}]}
+    fake = item_result(MediaListItem(Path("f.mp4"), "f.mp4", 1, ""), report([speaker, bystander]))
+    real = item_result(MediaListItem(Path("r.mp4"), "r.mp4", 0, ""), report([{**speaker, "id": 3} | {"frames": [
+        {"index": 0, "score": 0.2}]}]))  # fmt: skip
+    assert len(fake.frames) == 3 and fake.eligible_scores() == [0.9, 0.8]
+    assert frame_metrics([real], [fake]) == {"n_real": 1, "n_fake": 2, "auc": 1.0}

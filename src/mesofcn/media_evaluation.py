@@ -14,7 +14,8 @@ Evaluation on raw, labelled media (`mesofcn evaluate --media LABELS.csv`): each 
 - an item where no face was found (verdict `no_face`) is scored 0.0 and counts as called real: a detector that
   finds no face cannot flag the item. Such items are counted per class (`no_face`);
 - an item that could not be analysed is left out of every metric and listed under `errors`;
-- frame level: every analysed face of every item (its track frames) gets the item's label and its own score;
+- frame level: every analysed face of the tracks that may decide an item's verdict (the verdict rule's eligible
+  tracks; bystanders left out) gets the item's label and its own score;
 - per group: the group's fakes against ALL real items (reals are rarely tied to a tool); the group's own reals
   only give their flagged share.
 
@@ -51,6 +52,11 @@ class ItemResult:
     frames_analysed: int | None = None
     frames: list[tuple[int, int, float]] = field(default_factory=list)  # (frame index, track id, score)
     error: str | None = None
+    eligible_tracks: frozenset[int] = frozenset()  # tracks the verdict rule lets decide (bystanders are not)
+
+    def eligible_scores(self) -> list[float]:
+        """Face scores of the tracks that may decide the verdict: a bystander's face is not the item's label."""
+        return [score for _, track, score in self.frames if track in self.eligible_tracks]
 
     @property
     def flagged(self) -> bool:
@@ -75,7 +81,8 @@ def item_result(item: MediaListItem, report: dict) -> ItemResult:
         for frame in track["frames"]
     ]
     frames.sort()
-    return ItemResult(item, verdict, score, int(report.get("frames_analysed") or 0), frames)
+    eligible = frozenset(int(track["id"]) for track in report["tracks"] if track.get("eligible", True))
+    return ItemResult(item, verdict, score, int(report.get("frames_analysed") or 0), frames, None, eligible)
 
 
 def evaluate_media(
@@ -190,9 +197,10 @@ def group_metrics(
 
 
 def frame_metrics(reals: Sequence[ItemResult], fakes: Sequence[ItemResult]) -> dict:
-    """AUC over every analysed face of the items, each face carrying its item's label."""
-    real_scores = [score for result in reals for _, _, score in result.frames]
-    fake_scores = [score for result in fakes for _, _, score in result.frames]
+    """AUC over the analysed faces of the items' eligible tracks (those the verdict rule lets decide), each face
+    carrying its item's label: a real bystander in a fake video is not counted as a fake face."""
+    real_scores = [score for result in reals for score in result.eligible_scores()]
+    fake_scores = [score for result in fakes for score in result.eligible_scores()]
     both = bool(real_scores and fake_scores)
     labels = [0] * len(real_scores) + [1] * len(fake_scores)
     return {
