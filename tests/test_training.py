@@ -270,6 +270,32 @@ def test_bad_arguments_are_one_line_errors(ff_dataset, tmp_path):
         train(train_args(ff_dataset, tmp_path / "o", "--resume_from_checkpoint", str(tmp_path / "nope")))
 
 
+def test_init_model_continues_from_a_finished_runs_weights(ff_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    extra = ["--max_train_steps", "1", "--max_train_samples", "8", "--per_device_train_batch_size", "4"]
+    train(train_args(ff_dataset, tmp_path / "first", *extra))
+    first = load_file(str(tmp_path / "first" / "final" / "model.safetensors"))
+    starts = []
+
+    def record(trainer):
+        if not starts:
+            weights = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+            starts.append({name: weights[name].detach().clone() for name in first})
+
+    # The callback runs after the first step: with learning rate ~0 the weights are still the initial ones.
+    again = ["--init_model", str(tmp_path / "first" / "final"), "--learning_rate", "1e-12", "--weight_decay", "0"]
+    train(train_args(ff_dataset, tmp_path / "second", *extra, *again), step_callback=record)
+    convolutions = [name for name, tensor in first.items() if tensor.ndim == 4]
+    assert len(convolutions) >= 8
+    for name in convolutions:
+        assert torch.allclose(starts[0][name], first[name], atol=1e-6), name
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(TrainingError, match="no model.safetensors there"):
+        train(train_args(ff_dataset, tmp_path / "third", *extra, "--init_model", str(tmp_path / "pickled")))
+
+
 # ----------------------------------------------------------------------------------------------- DDP
 
 

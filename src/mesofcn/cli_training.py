@@ -66,6 +66,9 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
 
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--seg_loss_weight", type=float, default=0.3, help="λ of λ·L_seg + (1-λ)·L_cls")
+    model.add_argument(
+        "--init_model", help="start from this checkpoint folder's weights (model.safetensors) instead of random ones"
+    )
     model.add_argument("--num_train_epochs", type=_positive, default=50, help="the paper: 50")
     model.add_argument("--max_train_steps", type=_positive, help="total optimizer steps; overrides --num_train_epochs")
     model.add_argument("--per_device_train_batch_size", type=_positive, default=32, help="not given by the paper")

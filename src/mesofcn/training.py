@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file as load_safetensors
 
 from . import __version__
 from .augmentation import FaceAugmentation
@@ -268,9 +269,28 @@ class Trainer:
         )
         self.eval_dataset = with_face_transform(validation, self.processor, self.config)
 
+    def _initial_model(self) -> MesoFCNForDeepfakeDetection:
+        """A fresh network, or --init_model's weights (safetensors only) to continue a finished run's training with a
+        new schedule or new data; this run's λ is kept."""
+        if not self.args.init_model:
+            return MesoFCNForDeepfakeDetection(self.config)
+        weights = Path(self.args.init_model) / "model.safetensors"
+        if not weights.is_file():
+            raise TrainingError(
+                f"--init_model {self.args.init_model}: no model.safetensors there (pickles are refused)"
+            )
+        model = MesoFCNForDeepfakeDetection(self.config)
+        try:
+            model.load_state_dict(load_safetensors(str(weights)))
+        except RuntimeError as error:
+            raise TrainingError(
+                f"--init_model {weights}: not a MesoFCN checkpoint ({str(error).splitlines()[0]})"
+            ) from None
+        return model
+
     def _build_model(self) -> None:
         args = self.args
-        model = MesoFCNForDeepfakeDetection(self.config).to(memory_format=torch.channels_last)
+        model = self._initial_model().to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
         train_loader = make_dataloader(
