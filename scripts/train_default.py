@@ -24,7 +24,7 @@ Steps (each resumes where a stopped run left off; rerun the same command):
 5. `mesofcn train` on the four datasets (task sbi-any-all), crop_scale 1.3 (saved in the processor config): the
    same flip/resolution/blur/noise/JPEG augmentation for both classes, λ 0.3, Adam 1e-3 decayed x0.7 per epoch,
    900 steps of batch 16 in fp32 (bf16 is emulated, about 10x slower, on CPUs without AVX512-BF16), validation
-   every 225 steps with a resumable checkpoint each time. About 75 minutes on 2 AVX2 cores.
+   every 225 steps with a resumable checkpoint each time. 82 minutes on 2 AVX2 cores (2026-12-01).
 6. With --ship: the checkpoint (best/ by validation AUC, or --ship-final for final/), its config, processor
    config, training arguments and validation results, with the model card from model_cards/, into the package's
    weights/mesofcn-blends-c23-c40/ (or --ship-to), where `mesofcn detect`, `mesofcn demo`, `mesofcn evaluate
