@@ -43,7 +43,7 @@ CI_LEVEL = 0.95
 
 
 @dataclass
-class ItemResult:
+class MediaItemResult:
     """What the analysis of one item gave: verdict and score, its face frames, or an error."""
 
     item: MediaListItem
@@ -66,13 +66,13 @@ class ItemResult:
 @dataclass
 class MediaEvaluation:
     results: dict
-    items: list[ItemResult]
+    items: list[MediaItemResult]
 
 
-def item_result(item: MediaListItem, report: dict) -> ItemResult:
+def item_result(item: MediaListItem, report: dict) -> MediaItemResult:
     """An item's result from its detection report (or error report)."""
     if "error" in report:
-        return ItemResult(item, error=str(report["error"]))
+        return MediaItemResult(item, error=str(report["error"]))
     verdict = report["label"]
     score = NO_FACE_SCORE if verdict == "no_face" or report["score"] is None else float(report["score"])
     frames = [
@@ -82,7 +82,7 @@ def item_result(item: MediaListItem, report: dict) -> ItemResult:
     ]
     frames.sort()
     eligible = frozenset(int(track["id"]) for track in report["tracks"] if track.get("eligible", True))
-    return ItemResult(item, verdict, score, int(report.get("frames_analysed") or 0), frames, None, eligible)
+    return MediaItemResult(item, verdict, score, int(report.get("frames_analysed") or 0), frames, None, eligible)
 
 
 def evaluate_media(
@@ -102,7 +102,7 @@ def evaluate_media(
     return MediaEvaluation(compute_results(results, threshold, n_bootstrap, seed), results)
 
 
-def compute_results(results: Sequence[ItemResult], threshold: float, n_bootstrap: int, seed: int) -> dict:
+def compute_results(results: Sequence[MediaItemResult], threshold: float, n_bootstrap: int, seed: int) -> dict:
     """Overall and per-group metrics of analysed items (see the module docstring), with error and no-face counts."""
     scored = [result for result in results if result.error is None]
     reals = [result for result in scored if result.item.label == 0]
@@ -131,7 +131,7 @@ def compute_results(results: Sequence[ItemResult], threshold: float, n_bootstrap
     }
 
 
-def no_face_counts(results: Iterable[ItemResult]) -> dict[str, int]:
+def no_face_counts(results: Iterable[MediaItemResult]) -> dict[str, int]:
     counts = dict.fromkeys(LABEL_NAMES, 0)
     for result in results:
         if result.verdict == "no_face":
@@ -143,7 +143,7 @@ def share(flags: Sequence[bool]) -> float | None:
     return float(np.mean(flags)) if len(flags) else None
 
 
-def metrics(reals: Sequence[ItemResult], fakes: Sequence[ItemResult], n_bootstrap: int, seed: int) -> dict:
+def metrics(reals: Sequence[MediaItemResult], fakes: Sequence[MediaItemResult], n_bootstrap: int, seed: int) -> dict:
     """
     Item-level AUC (with its bootstrap interval), AP and EER from the scores; accuracy, flagged and caught shares
     from the verdicts (at the threshold the items were analysed with); frame-level AUC.
@@ -173,9 +173,9 @@ def metrics(reals: Sequence[ItemResult], fakes: Sequence[ItemResult], n_bootstra
 
 
 def group_metrics(
-    fakes: Sequence[ItemResult],
-    all_reals: Sequence[ItemResult],
-    own_reals: Sequence[ItemResult],
+    fakes: Sequence[MediaItemResult],
+    all_reals: Sequence[MediaItemResult],
+    own_reals: Sequence[MediaItemResult],
     n_bootstrap: int,
     seed: int,
 ) -> dict:
@@ -196,7 +196,7 @@ def group_metrics(
     return entry
 
 
-def frame_metrics(reals: Sequence[ItemResult], fakes: Sequence[ItemResult]) -> dict:
+def frame_metrics(reals: Sequence[MediaItemResult], fakes: Sequence[MediaItemResult]) -> dict:
     """AUC over the analysed faces of the items' eligible tracks (those the verdict rule lets decide), each face
     carrying its item's label: a real bystander in a fake video is not counted as a fake face."""
     real_scores = [score for result in reals for score in result.eligible_scores()]
@@ -268,7 +268,7 @@ PREDICTION_COLUMNS = (
 )
 
 
-def prediction_rows(results: Iterable[ItemResult]) -> list[dict]:
+def prediction_rows(results: Iterable[MediaItemResult]) -> list[dict]:
     """predictions.csv: per item a `kind=item` row, followed by a `kind=frame` row per analysed face."""
     rows = []
     for result in results:
@@ -332,7 +332,7 @@ def summary_table(results: dict) -> str:
 __all__ = [
     "NO_FACE_SCORE",
     "PREDICTION_COLUMNS",
-    "ItemResult",
+    "MediaItemResult",
     "MediaEvaluation",
     "bootstrap_auc_interval",
     "compute_results",
