@@ -19,7 +19,14 @@ from PIL import Image
 from mesofcn.cli import main as mesofcn
 from mesofcn.datasets_common import BUILD_SETTINGS_FILE, PrepareError
 from mesofcn.datasets_media import build_media
-from mesofcn.datasets_self_blend import DonorPool, build_self_blend, landmark_shape, list_sources
+from mesofcn.datasets_self_blend import (
+    Donor,
+    DonorPool,
+    build_self_blend,
+    exclude_sources,
+    landmark_shape,
+    list_sources,
+)
 from mesofcn.face_detection import RetinaFaceDetector
 from mesofcn.media_lists import MediaListError, read_media_list
 from mesofcn.self_blending import aligned_donor, self_blend
@@ -159,7 +166,7 @@ def test_aligned_donor_lands_on_the_target_landmarks_with_its_colours(two_faces)
     assert moved.shape == target.shape and moved.dtype == np.float32
     inside = region > 0
     np.testing.assert_allclose(moved[inside].mean(axis=0), target[inside].mean(axis=0), atol=2.0)
-    # The donor's eye moved onto the target's eye: a dark-pupil patch there in both.
+    # The donor's face landed on the target's landmarks: the detector finds its landmarks there.
     detector = RetinaFaceDetector()
     found = max(detector.detect(np.clip(moved, 0, 255).astype(np.uint8)), key=lambda face: face.score)
     error = np.abs(np.asarray(found.landmarks).reshape(5, 2) - landmarks).max()
@@ -184,12 +191,9 @@ def test_donor_blend_changes_only_the_masked_pixels_and_is_seeded(two_faces):
 def test_donor_pool_picks_the_nearest_shape_of_another_source():
     frontal = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], dtype=float)
     turned = np.array([[20, 40], [50, 42], [30, 60], [25, 80], [50, 82]], dtype=float)
-    pool = DonorPool.__new__(DonorPool)
-    from mesofcn.datasets_self_blend import Donor
-
     donors = [Donor(np.zeros((8, 8, 3), np.uint8), shape * 2 + 7, source) for shape, source in
               [(frontal, "same.png"), (turned, "b.png"), (frontal, "c.png")]]  # fmt: skip
-    DonorPool.__init__(pool, donors)
+    pool = DonorPool(donors)
     chosen = pool.choose(frontal, "same.png", np.random.default_rng(0))
     assert chosen.source == "c.png"  # nearest shape, never the target's own source
     np.testing.assert_allclose(landmark_shape(frontal * 3 + 11), landmark_shape(frontal))
@@ -270,7 +274,7 @@ def test_prepare_media_cli_and_one_line_errors(tmp_path, media_folder, capsys):
 
 def test_self_blend_excludes_listed_files_and_makes_donor_blends(tmp_path, media_folder, face_photo, capsys):
     exclude = write_list(tmp_path / "validation.csv", [("mirror.png", "real", "")])
-    sources = list_sources([media_folder], exclude=[media_folder / "mirror.png"])
+    sources = exclude_sources(list_sources([media_folder]), [media_folder / "mirror.png"])
     assert sorted(source.name for source in sources) == ["blank.png", "clip.mp4", "photo.jpg"]
     donors = tmp_path / "donors"
     donors.mkdir()

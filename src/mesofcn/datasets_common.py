@@ -42,6 +42,8 @@ from tqdm.auto import tqdm
 
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .image_processing_mesofcn import crop_face
+from .media import load_image
+from .video import FrameSampling, is_image_path, is_video_path, iter_video_frames
 
 __all__ = [
     "BUILD_SETTINGS_FILE",
@@ -67,10 +69,12 @@ __all__ = [
     "face_row",
     "file_fingerprint",
     "finish_build",
+    "media_kind",
     "merge_prepared",
     "most_confident_face",
     "parse_shard",
     "runs_of",
+    "sampled_frames",
     "select_shard",
 ]
 
@@ -843,6 +847,23 @@ def _notes(plan_notes: list[str], stats: list[dict[str, Any]]) -> list[str]:
 
 
 # --- helpers shared by the builders ----------------------------------------------------------------------
+
+
+def media_kind(path: str | os.PathLike[str]) -> str | None:
+    """ "video" or "image" by the file's extension; None for anything else."""
+    if is_video_path(path):
+        return "video"
+    return "image" if is_image_path(path) else None
+
+
+def sampled_frames(path: str | os.PathLike[str], kind: str, every: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) of every ``every``-th frame of a video, or (0, the image) for an image; MediaError when the
+    file cannot be decoded."""
+    if kind == "image":
+        yield 0, load_image(path)
+        return
+    for frame in iter_video_frames(path, FrameSampling(every=every)):
+        yield frame.index, frame.image
 
 
 def runs_of(frames: Iterator[tuple[int, np.ndarray]], length: int) -> Iterator[list[tuple[int, np.ndarray]]]:

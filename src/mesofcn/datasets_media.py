@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -42,13 +42,14 @@ from .datasets_common import (
     face_features,
     file_fingerprint,
     finish_build,
+    media_kind,
     runs_of,
+    sampled_frames,
     select_shard,
 )
 from .face_detection import FaceDetector, RetinaFaceDetector
-from .media import load_image
 from .media_lists import MediaListItem, read_media_list
-from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter_video_frames
+from .video import MediaError
 
 __all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
 
@@ -90,7 +91,8 @@ class MediaProcessor(FaceCropper):
         stats = empty_stats(task.compression, task.method_name, label_name, videos=int(task.kind == "video"))
         rows: list[dict[str, Any]] = []
         try:
-            for run in runs_of(islice(self._frames(task), self.max_frames), self.clip_frames):
+            frames = islice(sampled_frames(task.path, task.kind, self.every), self.max_frames)
+            for run in runs_of(frames, self.clip_frames):
                 rows += self._run_rows(task, run, stats)
         except MediaError as error:
             stats["notes"].append(f"{task.name}: stopped, unreadable ({error.problem})")
@@ -116,13 +118,6 @@ class MediaProcessor(FaceCropper):
             rows.append(row)
             count_row(stats, row)
         return rows
-
-    def _frames(self, task: MediaItemTask) -> Iterator[tuple[int, np.ndarray]]:
-        if task.kind == "image":
-            yield 0, load_image(task.path)
-            return
-        for frame in iter_video_frames(task.path, FrameSampling(every=self.every)):
-            yield frame.index, frame.image
 
 
 def plan_media(
@@ -173,7 +168,7 @@ def plan_media(
 def _work_item(level: str, split: str, entry: MediaListItem, names: list[str]) -> WorkItem:
     if not entry.path.is_file():
         raise PrepareError(f"{entry.path}: not found (listed as {entry.name!r})")
-    kind = "video" if is_video_path(entry.path) else "image" if is_image_path(entry.path) else None
+    kind = media_kind(entry.path)
     if kind is None:
         raise PrepareError(f"{entry.path}: neither a video nor an image file")
     method = REAL_METHOD if entry.label == 0 else entry.group or UNGROUPED_FAKE

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -56,14 +56,16 @@ from .datasets_common import (
     face_features,
     file_fingerprint,
     finish_build,
+    media_kind,
     runs_of,
+    sampled_frames,
     select_shard,
 )
 from .datasets_gan_faces import DEFAULT_SPLIT, check_fractions, split_images
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .media import load_image
 from .self_blending import SelfBlend, SelfBlendSettings, self_blend
-from .video import FrameSampling, MediaError, is_image_path, is_video_path, iter_video_frames
+from .video import MediaError
 
 __all__ = [
     "DEFAULT_CLIP_FRAMES",
@@ -78,6 +80,7 @@ __all__ = [
     "SelfBlendSource",
     "blend_seed",
     "build_self_blend",
+    "exclude_sources",
     "face_window",
     "landmark_shape",
     "list_sources",
@@ -115,53 +118,51 @@ class SelfBlendSource:
     group: str
 
 
-def list_sources(
-    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str | os.PathLike[str]] = ()
-) -> list[SelfBlendSource]:
-    """Videos and images given directly or found (recursively) in the given folders, in a stable order, except the
-    files in `exclude` (e.g. a validation set's people, who must never be trained on).
+def list_sources(paths: Sequence[str | os.PathLike[str]]) -> list[SelfBlendSource]:
+    """Videos and images given directly or found (recursively) in the given folders, in a stable order.
 
     A file found twice counts once. Raises PrepareError for a missing path, an unsupported file, a folder without
     media, or two different files with the same name (their ``video`` column would be ambiguous).
     """
     if not paths:
         raise PrepareError("give at least one real video, image or folder")
-    missing = [str(path) for path in exclude if not Path(path).exists()]
-    if missing:
-        raise PrepareError(f"{missing[0]}: listed to exclude but not found (check the list's root folder)")
-    excluded = {Path(path).resolve() for path in exclude}
     sources: dict[str, SelfBlendSource] = {}
-    found = (source for path in paths for source in _sources_of(Path(path)))
-    for source in (source for source in found if Path(source.path).resolve() not in excluded):
+    for source in (source for path in paths for source in _sources_of(Path(path))):
         first = sources.setdefault(source.name, source)
         if Path(first.path).resolve() != Path(source.path).resolve():
             raise PrepareError(f"two sources are both named {source.name!r} ({first.path}, {source.path}); rename one")
     return list(sources.values())
 
 
+def exclude_sources(
+    sources: Sequence[SelfBlendSource], exclude: Sequence[str | os.PathLike[str]]
+) -> list[SelfBlendSource]:
+    """`sources` without the files in `exclude` (e.g. a validation set's, never to be trained on). Every excluded
+    path must exist: a list read against the wrong root would otherwise exclude nothing, silently."""
+    missing = [str(path) for path in exclude if not Path(path).exists()]
+    if missing:
+        raise PrepareError(f"{missing[0]}: listed to exclude but not found (check the list's root folder)")
+    excluded = {Path(path).resolve() for path in exclude}
+    return [source for source in sources if Path(source.path).resolve() not in excluded]
+
+
 def _sources_of(path: Path) -> list[SelfBlendSource]:
     if not path.exists():
         raise PrepareError(f"{path}: not found")
     if path.is_file():
-        kind = _media_kind(path)
+        kind = media_kind(path)
         if kind is None:
             raise PrepareError(f"{path}: neither a video nor an image file")
         return [SelfBlendSource(str(path), str(path.parent), path.name, kind, f"{kind}/{path.name}")]
     sources = []
     for file in sorted(path.rglob("*")):
-        kind = _media_kind(file) if file.is_file() else None
+        kind = media_kind(file) if file.is_file() else None
         if kind is not None:
             name = file.relative_to(path).as_posix()
             sources.append(SelfBlendSource(str(file), str(path), name, kind, _group(kind, name)))
     if not sources:
         raise PrepareError(f"{path}: holds no videos or images")
     return sources
-
-
-def _media_kind(path: Path) -> str | None:
-    if is_video_path(path):
-        return "video"
-    return "image" if is_image_path(path) else None
 
 
 def _group(kind: str, name: str) -> str:
@@ -283,19 +284,12 @@ class SelfBlendProcessor(FaceCropper):
         stats = empty_stats(task.compression, METHOD_NAMES[0], "real", videos=int(task.source.kind == "video"))
         rows: list[dict[str, Any]] = []
         try:
-            frames = islice(self._frames(task.source), self.max_frames)
+            frames = islice(sampled_frames(task.source.path, task.source.kind, self.every), self.max_frames)
             for clip in runs_of(frames, self.clip_frames):
                 rows += self._clip_rows(task, clip, stats)
         except MediaError as error:
             stats["notes"].append(f"{task.source.name}: stopped, unreadable ({error.problem})")
         return ItemResult(rows=rows, stats=stats)
-
-    def _frames(self, source: SelfBlendSource) -> Iterator[tuple[int, np.ndarray]]:
-        if source.kind == "image":
-            yield 0, load_image(source.path)
-            return
-        for frame in iter_video_frames(source.path, FrameSampling(every=self.every)):
-            yield frame.index, frame.image
 
     def _clip_rows(
         self, task: SourceTask, clip: list[tuple[int, np.ndarray]], stats: dict[str, Any]
@@ -378,7 +372,8 @@ def plan_self_blend(
     """List the work: one item per compression level and source (`exclude`: files never used)."""
     fractions = check_fractions(split)
     compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
-    sources = list_sources(real, exclude)
+    found = list_sources(real)
+    sources = exclude_sources(found, exclude)
     splits = split_sources(sources, fractions, seed)
     items = [
         _work_item(level, split_name, source)
@@ -395,7 +390,7 @@ def plan_self_blend(
         "crop_scale": crop_scale,
         "size": size,
         "clip_frames": clip_frames,
-        "excluded_files": len(list_sources(real)) - len(sources) if exclude else 0,
+        "excluded_files": len(found) - len(sources),
         **(blend_options or {}),
     }
     return PreparePlan(
@@ -493,7 +488,9 @@ def build_self_blend(
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
     donor_files = tuple(
-        source.path for source in (list_sources(donors, exclude) if donors else []) if source.kind == "image"
+        source.path
+        for source in (exclude_sources(list_sources(donors), exclude) if donors else [])
+        if source.kind == "image"
     )
     if donor_probability > 0 and not donor_files:
         raise PrepareError("donor blends need donor images: give --donors")
