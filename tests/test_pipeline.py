@@ -151,3 +151,51 @@ def test_pipeline_saved_with_the_checkpoint_runs_as_remote_code(detect, tmp_path
     assert remote["module"].startswith("transformers_modules.")
     assert remote["label"] == local["label"]
     np.testing.assert_allclose(remote["scores"], [face["score"] for face in local["faces"]], atol=1e-6)
+
+
+INSTALLED_PIPELINE_SCRIPT = """
+import json, sys
+import mesofcn
+from transformers import pipeline
+detect = pipeline("deepfake-detection", model=sys.argv[1])  # no trust_remote_code
+report = detect(sys.argv[2])
+print(json.dumps({"module": type(detect).__module__, "label": report["label"], "score": report["score"],
+                  "scores": [face["score"] for face in report["faces"]],
+                  "remote_code": sorted(name for name in sys.modules if name.startswith("transformers_modules"))}))
+"""
+
+
+def test_installed_package_loads_a_training_checkpoint_without_a_prompt(capsys, tmp_path, face_photo):
+    """A checkpoint as training writes it carries auto_map and code files; with mesofcn installed, pipeline() uses
+    the installed classes: no trust_remote_code, no "Do you wish to run the custom code?" on a closed stdin."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mesofcn.cli import main
+    from mesofcn.registration import save_detector
+
+    folder = tmp_path / "trained"
+    save_detector(make_model(seed=1), MesoFCNImageProcessor(), folder)
+    assert "auto_map" in json.loads((folder / "config.json").read_text())
+    completed = subprocess.run(
+        [sys.executable, "-c", INSTALLED_PIPELINE_SCRIPT, str(folder), str(face_photo)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "custom code" not in completed.stdout + completed.stderr
+    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert loaded["module"] == "mesofcn.pipeline_mesofcn" and loaded["remote_code"] == []
+
+    report_path = tmp_path / "cli.json"
+    assert main(["detect", str(face_photo), "--model", str(folder), "--json", str(report_path), "--quiet"]) == 0
+    capsys.readouterr()
+    cli = json.loads(report_path.read_text())[0]
+    assert loaded["label"] == cli["label"] and loaded["score"] == pytest.approx(cli["score"], abs=1e-4)
+    cli_scores = [frame["score"] for track in cli["tracks"] for frame in track["frames"]]
+    assert loaded["scores"] == pytest.approx(cli_scores, abs=1e-4) and cli_scores

@@ -82,6 +82,13 @@ def add_detect_parser(commands) -> None:
         metavar="OUT",
         help="write an annotated copy (MP4 for videos, PNG for images); a folder when there are several inputs",
     )
+    detect.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT",
+        help="write a PNG of P(fake) over time per face track of each video (images have no time axis: skipped); "
+        "a folder when there are several inputs",
+    )
     detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
     detect.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
@@ -127,12 +134,14 @@ def first_line(error: BaseException) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    # Bad output paths fail in one line before the model loads.
+    overlay_paths = plan_outputs(args.inputs, args.overlay, "--overlay")
+    plot_paths = plan_outputs(args.inputs, args.plot, "--plot", suffix=".png")
     detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size)
-    overlay_paths = plan_overlays(args.inputs, args.overlay)
     call_options = detect_call_options(args)
     reports, failures = [], 0
-    for path, overlay in zip(args.inputs, overlay_paths, strict=True):
-        report = detect_one(detector, path, call_options, overlay, args.quiet)
+    for path, overlay, plot in zip(args.inputs, overlay_paths, plot_paths, strict=True):
+        report = detect_one(detector, path, call_options, overlay, args.quiet, plot)
         failures += "error" in report
         reports.append(report)
     if args.json:
@@ -162,20 +171,47 @@ def detect_call_options(args: argparse.Namespace) -> dict:
     return call_options
 
 
-def plan_overlays(inputs: Sequence[str], overlay: Path | None) -> list[Path | None]:
-    """Overlay file per input: OUT itself for one input with a file name, else OUT/<name>.overlay.<ext>."""
-    if overlay is None:
+def plan_outputs(inputs: Sequence[str], out: Path | None, option: str, suffix: str | None = None) -> list[Path | None]:
+    """
+    Output path per input of `--overlay`/`--plot OUT`: OUT itself for one input when OUT has an extension, else
+    OUT/<input file name> in the folder OUT (the writer sets the extension). A CommandError names OUT when it cannot
+    be used: a folder where a file is meant, a file where a folder is, a parent that is a file, or (with `suffix`) a
+    file name with another extension.
+    """
+    if out is None:
         return [None] * len(inputs)
-    if len(inputs) == 1 and overlay.suffix:
-        return [overlay]
-    return [overlay / Path(path).with_suffix("").name for path in inputs]
+    if len(inputs) == 1 and out.suffix:
+        if suffix is not None and out.suffix.lower() != suffix:
+            raise CommandError(f"{option} {out}: must end in {suffix} (or name a folder)")
+        if out.is_dir():
+            raise CommandError(f"{option} {out}: is a folder; name a file, or a folder without an extension")
+        check_writable_folder(out.parent, option, out)
+        return [out]
+    if out.exists() and not out.is_dir():
+        kind = "several inputs need" if len(inputs) > 1 else "a name without an extension is"
+        raise CommandError(f"{option} {out}: is a file, but {kind} a folder")
+    check_writable_folder(out, option, out)
+    return [out / Path(path).name for path in inputs]
 
 
-def detect_one(detector, path: str, call_options: dict, overlay: Path | None, quiet: bool) -> dict:
+def check_writable_folder(folder: Path, option: str, out: Path) -> None:
+    """`folder` is, or can be created as, a folder we may write in (its nearest existing ancestor decides)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{option} {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {out}: cannot write in {existing}")
+
+
+def detect_one(
+    detector, path: str, call_options: dict, overlay: Path | None, quiet: bool, plot: Path | None = None
+) -> dict:
     """Run one input and print its summary line; a problem with it becomes a one-line error and an error report."""
     from .reports import report_to_json, summary_line
 
-    report = analyse_input(detector, path, call_options, overlay, quiet)
+    report = analyse_input(detector, path, call_options, overlay, quiet, plot)
     if "error" in report:
         print(f"error: {report['error']}", file=sys.stderr)
         return report
@@ -187,18 +223,32 @@ def detect_one(detector, path: str, call_options: dict, overlay: Path | None, qu
 INPUT_ERRORS = (ValueError, OSError, RuntimeError)
 
 
-def analyse_input(detector, path: str, call_options: dict, overlay: Path | None = None, quiet: bool = False) -> dict:
+def analyse_input(
+    detector,
+    path: str,
+    call_options: dict,
+    overlay: Path | None = None,
+    quiet: bool = False,
+    plot: Path | None = None,
+) -> dict:
     """
-    The pipeline's report on one input (plus `elapsed_seconds`, and `overlay` when one is asked for), or, when the
-    input cannot be analysed, `{"path", "error", "mesofcn_version"}` with a one-line message that names it.
+    The pipeline's report on one input (plus `elapsed_seconds`, and `overlay` / `plot` when asked for; an image
+    gets no plot, with a one-line notice), or, when the input cannot be analysed, `{"path", "error",
+    "mesofcn_version"}` with a one-line message that names it.
     """
-    from .reports import write_overlay
+    from .reports import write_overlay, write_timeline_plot
 
     start = time.perf_counter()
     try:
         report = detector(path, **call_options)
         if overlay is not None:
             report["overlay"] = str(write_overlay(report, overlay, quiet=quiet))
+        if plot is not None:
+            written = write_timeline_plot(report, plot)
+            if written is None:
+                print(f"note: {path}: an image has no time axis, no plot written", file=sys.stderr)
+            else:
+                report["plot"] = str(written)
     except INPUT_ERRORS as error:
         message = str(error) if str(path) in str(error) else f"{path}: {first_line(error)}"
         return {"path": str(path), "error": message, "mesofcn_version": __version__}
@@ -234,6 +284,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "INPUT_ERRORS",
+    "CommandError",
+    "analyse_input",
+    "build_parser",
+    "check_writable_folder",
+    "detect_call_options",
+    "detect_one",
+    "first_line",
+    "load_detection_pipeline",
+    "main",
+    "plan_outputs",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 if __name__ == "__main__":

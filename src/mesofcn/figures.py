@@ -1,12 +1,14 @@
 """
 Evaluation figures drawn with OpenCV (no plotting library needed): the precision-recall curve of the fake class
 (the paper's Fig. 4), a grid of faces with their true and predicted manipulation masks (Figs. 5-6), and for
-`mesofcn evaluate --media` ROC curves and a histogram of item scores.
+`mesofcn evaluate --media` ROC curves and a histogram of item scores, and for `mesofcn detect --plot` the
+P(fake) of each face track of a video over time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,9 +31,12 @@ _REAL_BARS, _FAKE_BARS = (40, 90, 200), _CURVE
 
 
 class _Axes:
-    """A white canvas with a framed, gridded plot area: x in 0..1, y in 0..`y_max`, and pixel mapping."""
+    """
+    A white canvas with a framed, gridded plot area: x in 0..`x_max`, y in 0..`y_max`, and pixel mapping. `right`
+    is the margin beside the plot (room for a legend placed "beside").
+    """
 
-    left, right, bottom = 70, 20, 60
+    left, bottom = 70, 60
 
     def __init__(
         self,
@@ -42,50 +47,84 @@ class _Axes:
         y_max: float = 1.0,
         y_ticks=None,
         top: int = 40,
+        x_max: float = 1.0,
+        x_ticks=None,
+        right: int = 20,
     ):
         width, height = size
-        self.top = top
+        self.top, self.right = top, right
         self.canvas = np.full((height, width, 3), 255, dtype=np.uint8)
         self.plot_w, self.plot_h = width - self.left - self.right, height - self.top - self.bottom
-        self.y_max = y_max
+        self.x_max, self.y_max = x_max, y_max
+        x_format = "{:.1f}" if x_ticks is None else "{:g}"
+        x_ticks = np.linspace(0, 1, 6) if x_ticks is None else x_ticks
         y_ticks = np.linspace(0, 1, 6) if y_ticks is None else y_ticks
-        for tick in np.linspace(0, 1, 6):
+        for tick in x_ticks:
             cv2.line(self.canvas, self.to_pixel(tick, 0), self.to_pixel(tick, y_max), _LIGHT, 1)
             x, y = self.to_pixel(tick, 0)
-            _text(self.canvas, f"{tick:.1f}", (x - 12, y + 20), 0.45, _GREY)
+            _text(self.canvas, x_format.format(tick), (x - 12, y + 20), 0.45, _GREY)
         for tick in y_ticks:
-            cv2.line(self.canvas, self.to_pixel(0, tick), self.to_pixel(1, tick), _LIGHT, 1)
+            cv2.line(self.canvas, self.to_pixel(0, tick), self.to_pixel(x_max, tick), _LIGHT, 1)
             x, y = self.to_pixel(0, tick)
             _text(self.canvas, f"{tick:.1f}" if y_max == 1.0 else f"{tick:g}", (x - 40, y + 5), 0.45, _GREY)
-        cv2.rectangle(self.canvas, self.to_pixel(0, y_max), self.to_pixel(1, 0), _BLACK, 1)
+        cv2.rectangle(self.canvas, self.to_pixel(0, y_max), self.to_pixel(x_max, 0), _BLACK, 1)
         _text(self.canvas, title, (self.left, 25 if top == 40 else 22), 0.55)
         _text(self.canvas, x_label, (self.left + self.plot_w // 2 - 50, height - 15), 0.5)
         _text(self.canvas, y_label, (5, self.top - 10), 0.5)
 
     def to_pixel(self, x: float, y: float) -> tuple[int, int]:
-        return int(round(self.left + x * self.plot_w)), int(round(self.top + (1 - y / self.y_max) * self.plot_h))
+        return (
+            int(round(self.left + x / self.x_max * self.plot_w)),
+            int(round(self.top + (1 - y / self.y_max) * self.plot_h)),
+        )
 
     def curve(self, xs, ys, color, thickness: int = 2) -> None:
         points = np.array([self.to_pixel(float(x), float(y)) for x, y in zip(xs, ys, strict=True)], np.int32)
         if len(points) > 1:
             cv2.polylines(self.canvas, [points.reshape(-1, 1, 2)], False, color, thickness, cv2.LINE_AA)
 
-    def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]], above: bool = False) -> None:
-        """Colour swatches with labels: stacked in the plot's bottom-right corner, or in one row above the plot."""
+    def dashed_hline(self, y: float, color, thickness: int = 1, dash: int = 8, gap: int = 6) -> None:
+        """A dashed horizontal line across the plot at height `y` (OpenCV draws no dashed lines itself)."""
+        (x_start, row), (x_end, _) = self.to_pixel(0, y), self.to_pixel(self.x_max, y)
+        for x in range(x_start, x_end, dash + gap):
+            cv2.line(self.canvas, (x, row), (min(x + dash, x_end), row), color, thickness, cv2.LINE_AA)
+
+    def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]], placement: str = "corner") -> None:
+        """
+        Colour swatches with labels: stacked in the plot's bottom-right `"corner"`, in one row `"above"` the plot,
+        or stacked `"beside"` it in the right margin (as many as fit, then a "+N more" line).
+        """
         widths = [30 + cv2.getTextSize(label, _FONT, 0.45, 1)[0][0] for label, _ in entries]
-        if above:
+        line_h = 20
+        if placement == "above":
             x, row = self.left + self.plot_w - sum(widths) - 10 * (len(widths) - 1), self.top - 10
             positions = []
             for width in widths:
                 positions.append((x, row))
                 x += width + 10
+        elif placement == "beside":
+            fit = max(1, self.plot_h // line_h)
+            if len(entries) > fit:
+                entries = [*entries[: fit - 1], (f"+{len(entries) - fit + 1} more", _WHITE)]
+            x = self.left + self.plot_w + 12
+            positions = [(x, self.top + 14 + index * line_h) for index in range(len(entries))]
         else:
-            x, line_h = self.left + self.plot_w - max(widths, default=0) - 10, 20
+            x = self.left + self.plot_w - max(widths, default=0) - 10
             y = self.top + self.plot_h - 10 - line_h * len(entries)
             positions = [(x, y + index * line_h + 14) for index in range(len(entries))]
         for (x, row), (label, color) in zip(positions, entries, strict=True):
             cv2.line(self.canvas, (x, row - 5), (x + 18, row - 5), color, 3)
             _text(self.canvas, label, (x + 24, row), 0.45)
+
+
+def nice_ticks(maximum: float, target: int = 6) -> tuple[float, list[float]]:
+    """A round axis end >= `maximum` and ticks from 0 at a 1, 2 or 5 x 10^k step, about `target` of them."""
+    maximum = maximum if maximum > 0 else 1.0
+    raw = maximum / max(target - 1, 1)
+    magnitude = 10 ** np.floor(np.log10(raw))
+    step = next(float(m * magnitude) for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    count = int(np.ceil(maximum / step - 1e-9))
+    return round(count * step, 10), [round(index * step, 10) for index in range(count + 1)]
 
 
 def precision_recall_figure(
@@ -138,7 +177,50 @@ def score_histogram_figure(
     line_top, line_bottom = axes.to_pixel(threshold, y_max), axes.to_pixel(threshold, 0)
     cv2.line(axes.canvas, line_top, line_bottom, _BLACK, 2, cv2.LINE_AA)
     _text(axes.canvas, f"threshold {threshold:g}", (line_top[0] + 4, line_top[1] + 15), 0.45)
-    axes.legend([(f"real ({len(real_scores)})", _REAL_BARS), (f"fake ({len(fake_scores)})", _FAKE_BARS)], above=True)
+    axes.legend(
+        [(f"real ({len(real_scores)})", _REAL_BARS), (f"fake ({len(fake_scores)})", _FAKE_BARS)], placement="above"
+    )
+    return axes.canvas
+
+
+#: Default size (width, height) of the P(fake)-over-time plot of a video.
+TIMELINE_SIZE = (800, 400)
+
+
+def track_timeline_figure(report: Mapping, size: tuple[int, int] = TIMELINE_SIZE) -> np.ndarray:
+    """
+    P(fake) over time of a video report (the pipeline's or its JSON form): one line per face track with at least
+    two analysed frames (time in seconds on x, P(fake) 0..1 on y, a dot per analysed frame), the threshold as a
+    dashed line, the track that decides the verdict drawn thicker, and a legend of track ids beside the plot.
+    """
+    tracks = report.get("tracks") or []
+    drawn = [track for track in tracks if len(track["frames"]) >= 2]
+    times = [frame["time"] for track in tracks for frame in track["frames"]]
+    x_max, x_ticks = nice_ticks(max(report.get("duration") or 0.0, *times, 0.0))
+    verdict = report["label"].upper().replace("_", " ")
+    score = "" if report.get("score") is None else f"  P(fake)={report['score']:.2f}"
+    title = f"{Path(report['path'] or 'video').name}: {verdict}{score}"
+    axes = _Axes(size, title, "time (s)", "P(fake)", x_max=x_max, x_ticks=x_ticks, right=170)
+    threshold = report["threshold"]
+    axes.dashed_hline(threshold, _BLACK)
+    _text(axes.canvas, f"threshold {threshold:g}", (axes.left + 6, axes.to_pixel(0, threshold)[1] - 6), 0.45)
+    entries = []
+    for index, track in enumerate(drawn):
+        color = PALETTE[index % len(PALETTE)]
+        decides = track["id"] == report.get("verdict_track")
+        xs, ys = [frame["time"] for frame in track["frames"]], [frame["score"] for frame in track["frames"]]
+        axes.curve(xs, ys, color, 4 if decides else 2)
+        for x, y in zip(xs, ys, strict=True):
+            cv2.circle(axes.canvas, axes.to_pixel(x, y), 4 if decides else 3, color, -1, cv2.LINE_AA)
+        entries.append((f"track #{track['id']}{' (decides)' if decides else ''}", color))
+    axes.legend(entries, placement="beside")
+    if len(drawn) < len(tracks):
+        left_out = len(tracks) - len(drawn)
+        note = f"+{left_out} track{'s' * (left_out != 1)} in 1 frame"
+        _text(axes.canvas, note, (axes.left + axes.plot_w + 12, axes.top + axes.plot_h), 0.45, _GREY)
+    if not drawn:
+        message = "no face track spans 2 or more analysed frames"
+        _text(axes.canvas, message, (axes.left + 20, axes.to_pixel(0, 0.75)[1]), 0.55, _GREY)
     return axes.canvas
 
 
@@ -198,9 +280,12 @@ __all__ = [
     "GRID_OFFSET",
     "GRID_STRIDE",
     "PALETTE",
+    "TIMELINE_SIZE",
     "grid_to_crop",
     "mask_grid_figure",
+    "nice_ticks",
     "precision_recall_figure",
     "roc_figure",
     "score_histogram_figure",
+    "track_timeline_figure",
 ]

@@ -59,7 +59,7 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     ```python
     >>> import mesofcn
     >>> from transformers import pipeline
-    >>> detect = pipeline("deepfake-detection", model="path/to/checkpoint", trust_remote_code=False)
+    >>> detect = pipeline("deepfake-detection", model="path/to/checkpoint")
     >>> report = detect("video.mp4", every=5)
     >>> report["label"], report["score"]
     ```
@@ -69,6 +69,10 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     _load_image_processor = True
     _load_feature_extractor = False
     _load_tokenizer = False
+    # Never look for a video processor: the lookup reads the `AutoImageProcessor` entry of the checkpoint's
+    # `auto_map`, guesses a remote `...VideoProcessor` class from it and, with no such class installed, asks
+    # "Do you wish to run the custom code?" although the installed package serves every other component.
+    _load_video_processor = False
 
     def __init__(
         self,

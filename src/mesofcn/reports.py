@@ -1,4 +1,5 @@
-"""Detection reports: the JSON form, the one-line human summary, and the annotated overlay file."""
+"""Detection reports: the JSON form, the one-line human summary, the annotated overlay file and the plot of
+P(fake) over time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import __version__
+from .figures import track_timeline_figure
 from .image_processing_mesofcn import heatmap_on_frame
 from .media import load_image
 from .overlay import OverlayFace, VideoOverlayWriter, draw_detections, write_png
@@ -71,6 +73,14 @@ def write_overlay(report: dict, path: Path, quiet: bool = False) -> Path:
     return write_video_overlay(report, path.with_suffix(".mp4"), quiet)
 
 
+def write_timeline_plot(report: dict, path: Path) -> Path | None:
+    """The P(fake)-over-time PNG of a video report at `path` (extension set to .png); None for an image, which has
+    no time axis."""
+    if report["media"] != "video":
+        return None
+    return write_png(path.with_suffix(".png"), track_timeline_figure(report))
+
+
 def write_video_overlay(report: dict, path: Path, quiet: bool) -> Path:
     """Re-decode the video and draw on every frame the faces of the latest analysed frame (none if it had none)."""
     by_frame: dict[int, list[dict]] = {index: [] for index in report["analysed_frames"]}
@@ -88,4 +98,4 @@ def write_video_overlay(report: dict, path: Path, quiet: bool) -> Path:
     return path
 
 
-__all__ = ["overlay_faces", "report_to_json", "summary_line", "write_overlay"]
+__all__ = ["overlay_faces", "report_to_json", "summary_line", "write_overlay", "write_timeline_plot"]
