@@ -79,6 +79,24 @@ def save_biased_checkpoint(path: Path, fake_logit: float) -> Path:
     return path
 
 
+class _Tripwire:
+    """Unpickling this object creates the file `marker` (via `open`): proof that something was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_tripwire_pickle(path: Path, marker: Path) -> Path:
+    """A pickle at `path` that creates `marker` if anything ever unpickles it."""
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Tripwire(marker)))
+    return path
+
+
 @pytest.fixture(scope="session")
 def fake_checkpoint(tmp_path_factory) -> Path:
     """Every face scores P(fake) = sigmoid(4) ~ 0.982."""

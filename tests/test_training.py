@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from mesofcn import MesoFCNImageProcessor
 from mesofcn.cli import CommandError
 from mesofcn.cli_training import add_train_parser, build_train_parser
+from mesofcn.modeling_mesofcn import PICKLE_SUFFIXES
 from mesofcn.tasks import parse_task, planned_tasks
 from mesofcn.training import (
     TrainingError,
@@ -29,6 +30,7 @@ from mesofcn.training import (
     tensorboard_available,
     train,
 )
+from mesofcn.training_checkpoints import read_tree
 from mesofcn.training_data import (
     DatasetError,
     FaceBatchTransform,
@@ -37,7 +39,7 @@ from mesofcn.training_data import (
     load_dataset_dict,
     select_task_rows,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_tripwire_pickle
 from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan", "stylegan3"]
@@ -59,6 +61,11 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     torch.use_deterministic_algorithms(False)
+
+
+def pickles_in(run: Path) -> list[str]:
+    """`find RUN -name '*.pkl' -o -name '*.bin'` (and the other pickle suffixes: .pt, .pth, .ckpt)."""
+    return [str(path) for path in run.rglob("*") if path.suffix in PICKLE_SUFFIXES]
 
 
 def train_args(dataset: Path, output: Path, *extra: str) -> argparse.Namespace:
@@ -139,7 +146,8 @@ def test_transform_gives_normalized_pixels_and_grid_targets(ff_dataset):
 
 
 def test_schedule_weight_decay_best_checkpoint_and_resume(ff_dataset, tmp_path):
-    """One uninterrupted run, and the same run killed after 5 of 6 steps then resumed: identical weights."""
+    """One uninterrupted run, and the same run killed after 5 of 6 steps then resumed from its safetensors + JSON
+    checkpoint: identical weights and optimizer state, and no pickle anywhere in either run folder."""
     extra = ["--max_train_steps", "6", "--eval_steps", "2", "--checkpointing_steps", "5", "--deterministic"]
     extra += ["--max_train_samples", "16", "--per_device_train_batch_size", "4"]
     seen = []
@@ -165,14 +173,23 @@ def test_schedule_weight_decay_best_checkpoint_and_resume(ff_dataset, tmp_path):
     with pytest.raises(Killed):
         train(train_args(ff_dataset, killed, *extra), step_callback=kill_after_checkpoint)
     assert [p.name for p in list_checkpoints(killed / "checkpoints")] == ["step_00000005"]
+    saved = killed / "checkpoints" / "step_00000005"
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "model.safetensors", "optimizer.json", "optimizer.safetensors", "rng_state_0.json",
+        "rng_state_0.safetensors", "trainer_state.json",
+    ]  # fmt: skip
+    assert read_tree(saved, "trainer_state")["loop"]["global_step"] == 5
     resumed = train(train_args(ff_dataset, killed, *extra, "--resume_from_checkpoint", "latest"))
     assert resumed.global_step == full.global_step == 6
-    final_full = load_file(tmp_path / "full" / "checkpoints" / "step_00000006" / "model.safetensors")
-    final_resumed = load_file(killed / "checkpoints" / "step_00000006" / "model.safetensors")
-    assert final_full.keys() == final_resumed.keys()
-    for name, tensor in final_full.items():
-        assert torch.equal(tensor, final_resumed[name]), name
+    step_6 = "checkpoints/step_00000006"
+    for name in (f"{step_6}/model.safetensors", f"{step_6}/optimizer.safetensors", "final/model.safetensors"):
+        uninterrupted, resumed_tensors = load_file(tmp_path / "full" / name), load_file(killed / name)
+        assert uninterrupted.keys() == resumed_tensors.keys() and uninterrupted
+        for key, tensor in uninterrupted.items():
+            assert torch.equal(tensor, resumed_tensors[key]), (name, key)
+    assert pickles_in(tmp_path / "full") == pickles_in(killed) == []
     first = load_file(tmp_path / "full" / "checkpoints" / "step_00000005" / "model.safetensors")
+    final_full = load_file(tmp_path / "full" / step_6 / "model.safetensors")
     assert any(not torch.equal(first[k], final_full[k]) for k in first)  # the last step did change the weights
 
     # validations at steps 2, 4 (epoch end) and 6; best/ holds the first highest accuracy
@@ -270,6 +287,19 @@ def test_bad_arguments_are_one_line_errors(ff_dataset, tmp_path):
         train(train_args(ff_dataset, tmp_path / "o", "--resume_from_checkpoint", str(tmp_path / "nope")))
 
 
+def test_resume_refuses_an_accelerate_pickle_checkpoint_without_unpickling_it(ff_dataset, tmp_path):
+    """A checkpoint written by the Accelerate-based versions (pickled RNG and loop state) is refused, unread."""
+    old = tmp_path / "run" / "checkpoints" / "step_00000002"
+    old.mkdir(parents=True)
+    marker = tmp_path / "unpickled"
+    for name in ("random_states_0.pkl", "custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin"):
+        write_tripwire_pickle(old / name, marker)
+    argv = ["--max_train_samples", "8", "--per_device_train_batch_size", "4", "--resume_from_checkpoint", "latest"]
+    with pytest.raises(TrainingError, match=r"custom_checkpoint_0\.pkl: a pickle; this checkpoint predates") as caught:
+        train(train_args(ff_dataset, tmp_path / "run", *argv))
+    assert "\n" not in str(caught.value) and not marker.exists()
+
+
 def test_init_model_continues_from_a_finished_runs_weights(ff_dataset, tmp_path):
     from safetensors.torch import load_file
 
@@ -291,9 +321,14 @@ def test_init_model_continues_from_a_finished_runs_weights(ff_dataset, tmp_path)
     for name in convolutions:
         assert torch.allclose(starts[0][name], first[name], atol=1e-6), name
     (tmp_path / "pickled").mkdir()
-    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"not read")
-    with pytest.raises(TrainingError, match="no model.safetensors there"):
+    marker = tmp_path / "unpickled"
+    write_tripwire_pickle(tmp_path / "pickled" / "pytorch_model.bin", marker)
+    with pytest.raises(TrainingError, match=r"pytorch_model\.bin: pickle weights are refused"):
         train(train_args(ff_dataset, tmp_path / "third", *extra, "--init_model", str(tmp_path / "pickled")))
+    assert not marker.exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="no model.safetensors there"):
+        train(train_args(ff_dataset, tmp_path / "fourth", *extra, "--init_model", str(tmp_path / "empty")))
 
 
 # ----------------------------------------------------------------------------------------------- DDP
@@ -314,7 +349,10 @@ def test_two_process_ddp_run_on_cpu_and_the_checkpoint_loads_everywhere(ff_datas
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "on 2 process(es)" in finished.stderr
     assert [p.name for p in list_checkpoints(output / "checkpoints")] == ["step_00000002", "step_00000003"]
-    assert (output / "checkpoints" / "step_00000003" / "random_states_1.pkl").is_file()
+    for process in (0, 1):  # each process's random states, as safetensors + JSON
+        assert (output / "checkpoints" / "step_00000003" / f"rng_state_{process}.safetensors").is_file()
+        assert (output / "checkpoints" / "step_00000003" / f"rng_state_{process}.json").is_file()
+    assert pickles_in(output) == []
     log = [json.loads(line) for line in (output / "eval_log.jsonl").read_text().splitlines()]
     assert [entry["frame_num_frames"] for entry in log] == [16, 16]  # gathered from both processes, no padding
 

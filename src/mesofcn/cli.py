@@ -99,12 +99,13 @@ def add_detect_parser(commands) -> None:
 def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):
     """
     The deepfake-detection pipeline for `model` (folder or Hub id; the default checkpoint when None, see
-    mesofcn.defaults), with a one-line error when it can't load.
+    mesofcn.defaults), with a one-line error when it can't load (pickle weights are refused, naming the file).
     """
     from transformers import pipeline
 
     from .defaults import require_default_model
     from .inference import resolve_dtype
+    from .modeling_mesofcn import PickleFileError, refuse_pickle_weights
     from .pipeline_mesofcn import DeepfakeDetectionPipeline
 
     if not model:
@@ -112,6 +113,10 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
             model = str(require_default_model())
         except FileNotFoundError as error:
             raise CommandError(str(error)) from error
+    try:
+        refuse_pickle_weights(model)
+    except PickleFileError as error:
+        raise CommandError(str(error)) from error
     if not Path(model).is_dir() and (Path(model).exists() or model.count("/") != 1):
         raise CommandError(f"{model}: not a checkpoint folder or a Hub id of the form org/name")
     try:

@@ -188,13 +188,12 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
 
         return run_media_evaluation(args)
     from .cli_evaluate_media import check_dataset_mode_arguments
-    from .evaluation import run_evaluation
-    from .training_data import DatasetError
+    from .evaluation import EVALUATION_ERRORS, run_evaluation
 
     check_dataset_mode_arguments(args)
     try:
         run_evaluation(args)
-    except (DatasetError, ValueError, OSError) as error:
+    except EVALUATION_ERRORS as error:
         raise CommandError(first_line(error)) from error
     return 0
 

@@ -30,6 +30,7 @@ from .cli_training import build_evaluate_parser
 from .figures import mask_grid_figure, precision_recall_figure
 from .image_processing_mesofcn import resize_square, to_rgb_uint8
 from .metrics import SEGMENTATION_COUNT_FIELDS, frame_level_metrics, load_detection_metric, precision_recall_points
+from .modeling_mesofcn import PickleFileError, refuse_pickle_weights
 from .overlay import write_png
 from .tasks import parse_task
 from .training_data import (
@@ -317,12 +318,17 @@ def summary_lines(results: dict) -> list[str]:
     return lines
 
 
+#: What run_evaluation raises for bad arguments, data or checkpoints, each with a one-line message.
+EVALUATION_ERRORS = (DatasetError, ValueError, OSError, PickleFileError)
+
+
 def run_evaluation(args: argparse.Namespace) -> dict:
-    """Check the arguments, evaluate, print a summary; DatasetError/ValueError carry one-line messages."""
+    """Check the arguments, evaluate, print a summary; errors (EVALUATION_ERRORS) carry one-line messages."""
     if not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.batch_size < 1 or args.num_examples < 1:
         raise ValueError("--batch_size and --num_examples must be >= 1")
+    refuse_pickle_weights(args.model)
     if not Path(args.model).is_dir() and args.model.count("/") != 1:
         raise ValueError(f"{args.model}: not a checkpoint folder or a Hub id of the form org/name")
     if args.task:
@@ -352,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_evaluate_parser().parse_args(argv)
     try:
         run_evaluation(args)
-    except (DatasetError, ValueError, OSError) as error:
+    except EVALUATION_ERRORS as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
     return 0

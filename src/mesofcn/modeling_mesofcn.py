@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +22,45 @@ except ImportError:  # pragma: no cover - plain module import
 
 #: Auto classes besides `AutoModel` that a checkpoint's `auto_map` sends to the detector for remote-code users.
 EXTRA_REMOTE_AUTO_CLASSES = ("AutoModelForImageClassification", "AutoModelForSemanticSegmentation")
+
+#: Suffixes of pickle files (`pytorch_model.bin`, `*.pt`, Accelerate's `*.pkl` states...): never loaded, since
+#: unpickling a file can run any code it carries.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: Weight files of a checkpoint folder that are read instead (safetensors, plain or sharded).
+SAFE_WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class PickleFileError(Exception):
+    """
+    A pickle file was refused; the message is one line naming it. Deliberately not an OSError or ValueError:
+    transformers' `pipeline()` swallows those while it tries other model classes, and this must reach the user.
+    """
+
+
+def pickle_files(folder: str | os.PathLike) -> list[Path]:
+    """The pickle files (by suffix, see PICKLE_SUFFIXES) directly inside `folder`, sorted ([] when none)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in PICKLE_SUFFIXES and path.is_file())
+
+
+def refuse_pickle_weights(path: str | os.PathLike) -> None:
+    """
+    PickleFileError naming the file when `path` is a pickle file, or a folder whose only weights are pickles
+    (no model.safetensors). Anything else (a safetensors checkpoint, a Hub id, a missing path) passes.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        found = [path]
+    elif path.is_dir() and not any((path / name).is_file() for name in SAFE_WEIGHTS_FILES):
+        found = pickle_files(path)
+    else:
+        return
+    if found:
+        raise PickleFileError(
+            f"{found[0]}: pickle weights are refused (loading them can run code); use a model.safetensors checkpoint"
+        )
 
 
 @dataclass
@@ -108,6 +149,18 @@ class MesoFCNPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["MesoFCNConvLayer"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As transformers' `from_pretrained`, but from safetensors only: pickle weights raise PickleFileError."""
+        if kwargs.get("use_safetensors") is False:
+            raise PickleFileError(
+                f"{pretrained_model_name_or_path}: use_safetensors=False is refused (pickle weights)"
+            )
+        if pretrained_model_name_or_path is not None:
+            refuse_pickle_weights(Path(pretrained_model_name_or_path, kwargs.get("subfolder") or ""))
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -297,6 +350,10 @@ __all__ = [
     "MesoFCNForDeepfakeDetection",
     "MesoFCNModel",
     "MesoFCNPreTrainedModel",
+    "PICKLE_SUFFIXES",
+    "PickleFileError",
     "mask_label_positions",
+    "pickle_files",
+    "refuse_pickle_weights",
     "sample_mask_labels",
 ]

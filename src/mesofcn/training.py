@@ -9,7 +9,8 @@ accuracy every 1000 steps and at each epoch end, the best checkpoint by validati
 Accelerate supplies the devices, DDP over several GPUs or machines, mixed precision and gradient accumulation.
 Output: O/best/ (save_pretrained checkpoint + processor + code files + model card README.md + training_args.json
 + eval_results.json) for the best validation, O/final/ (the same for the model at the end of the schedule),
-O/checkpoints/step_N/ (Accelerate states for --resume_from_checkpoint), O/logs/ (TensorBoard) and O/eval_log.jsonl
+O/checkpoints/step_N/ (weights, optimizer, scheduler, loop and random states for --resume_from_checkpoint, as
+safetensors and JSON: no pickles, see mesofcn.training_checkpoints), O/logs/ (TensorBoard) and O/eval_log.jsonl
 (every validation).
 
 Settings the paper leaves open, with their defaults: batch size 32 per device, λ 0.3, seed 42, class balance by
@@ -25,7 +26,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -44,9 +44,17 @@ from .evaluation import collect_predictions, compute_metrics
 from .hub import HubPusher
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .model_card import model_name_for, render_model_card
-from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+from .modeling_mesofcn import MesoFCNForDeepfakeDetection, PickleFileError, refuse_pickle_weights
 from .registration import save_detector
 from .tasks import TaskSpec, parse_task
+from .training_checkpoints import (
+    CheckpointError,
+    TrainingObjects,
+    checkpoint_folder,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .training_data import (
     DatasetError,
     add_online_blend_rows,
@@ -64,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 BEST_DIR, FINAL_DIR, CHECKPOINTS_DIR, LOGS_DIR = "best", "final", "checkpoints", "logs"
 EVAL_LOG = "eval_log.jsonl"
-_CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 
 
 class TrainingError(ValueError):
@@ -73,7 +80,7 @@ class TrainingError(ValueError):
 
 @dataclass
 class TrainingState:
-    """Loop counters saved with every Accelerate checkpoint, so a resumed run continues at the same step."""
+    """Loop counters saved with every checkpoint, so a resumed run continues at the same step."""
 
     global_step: int = 0
     epoch: int = 0
@@ -150,41 +157,14 @@ def public_args(args: argparse.Namespace) -> dict:
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoint folders `step_N`, oldest first."""
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_PATTERN.match(p.name))]
-    return [path for _, path in sorted(found)]
-
-
 def resolve_checkpoint(value: str, output_dir: Path) -> Path:
+    """The folder --resume_from_checkpoint names ("latest": the newest in output_dir/checkpoints)."""
     if value != "latest":
         return Path(value)
     checkpoints = list_checkpoints(output_dir / CHECKPOINTS_DIR)
     if not checkpoints:
         raise TrainingError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINTS_DIR}")
     return checkpoints[-1]
-
-
-def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> Path:
-    """Accelerate state of every process into checkpoints/step_N (written under a temporary name, then renamed)."""
-    folder = output_dir / CHECKPOINTS_DIR
-    final = folder / f"step_{step:08d}"
-    partial = folder / f".step_{step:08d}.partial"
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-        for old in list_checkpoints(folder)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
 
 
 def replace_directory(source: Path, target: Path) -> None:
@@ -274,6 +254,10 @@ class Trainer:
         new schedule or new data; this run's λ is kept."""
         if not self.args.init_model:
             return MesoFCNForDeepfakeDetection(self.config)
+        try:
+            refuse_pickle_weights(self.args.init_model)
+        except PickleFileError as error:
+            raise TrainingError(f"--init_model: {error}") from error
         weights = Path(self.args.init_model) / "model.safetensors"
         if not weights.is_file():
             raise TrainingError(
@@ -301,7 +285,6 @@ class Trainer:
         )
         prepared = self.accelerator.prepare(model, optimizer, train_loader, eval_loader, scheduler)
         self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = prepared
-        self.accelerator.register_for_checkpointing(self.state)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / args.gradient_accumulation_steps)
         self.max_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
         self.images_per_step = (
@@ -311,6 +294,24 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
+
+    @property
+    def checkpointed(self) -> TrainingObjects:
+        """What a checkpoint saves and restores."""
+        return TrainingObjects(
+            model=self.accelerator.unwrap_model(self.model),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            loop_state=self.state,
+            scaler=self.accelerator.scaler,
+        )
+
+    def _save_checkpoint(self) -> None:
+        """Checkpoint of the current step into checkpoints/step_N (older ones beyond the limit removed)."""
+        folder = self.output_dir / CHECKPOINTS_DIR
+        save_checkpoint(
+            self.accelerator, self.checkpointed, folder, self.state.global_step, self.args.checkpoints_total_limit
+        )
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -383,10 +384,14 @@ class Trainer:
             or (every == "epoch" and epoch_end)
             or (isinstance(every, int) and state.global_step % every == 0)
         ):
-            save_checkpoint(self.accelerator, self.output_dir, state.global_step, args.checkpoints_total_limit)
+            self._save_checkpoint()
 
     def _resume(self, checkpoint: Path) -> None:
-        self.accelerator.load_state(str(checkpoint))
+        """Continue from `checkpoint` (safetensors and JSON only: a folder with pickles is refused)."""
+        try:
+            load_checkpoint(self.accelerator, self.checkpointed, checkpoint)
+        except CheckpointError as error:
+            raise TrainingError(f"--resume_from_checkpoint: {error}") from error
         logger.info(
             "resumed from %s at step %d (epoch %d, step %d of it)",
             checkpoint,
@@ -532,9 +537,10 @@ class Trainer:
         if self.is_main:
             self._export(self.output_dir / FINAL_DIR, metrics)
         accelerator.wait_for_everyone()
-        checkpoints = list_checkpoints(self.output_dir / CHECKPOINTS_DIR)
-        if not checkpoints or checkpoints[-1].name != f"step_{state.global_step:08d}":
-            save_checkpoint(accelerator, self.output_dir, state.global_step, self.args.checkpoints_total_limit)
+        folder = self.output_dir / CHECKPOINTS_DIR
+        checkpoints = list_checkpoints(folder)
+        if not checkpoints or checkpoints[-1] != checkpoint_folder(folder, state.global_step):
+            self._save_checkpoint()
         if self.pusher is not None and state.best_step is not None:
             self.pusher.push_final(self.output_dir / BEST_DIR, f"end of training: best step {state.best_step}")
         throughput = state.train_images / max(state.train_seconds, 1e-9)
