@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli_arguments import positive_int, probability
+from .cli_calibrate import add_calibrate_parser
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
 from .demo import add_demo_parser
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_parser(commands)
     add_train_parser(commands)
     add_evaluate_parser(commands)
+    add_calibrate_parser(commands)
     add_demo_parser(commands)
     return parser
 

@@ -39,35 +39,41 @@ def add_media_arguments(parser: argparse.ArgumentParser, source) -> None:
         help="evaluate on the images/videos listed in a CSV with columns path,label[,group] (label real/fake or 0/1)",
     )
     media = parser.add_argument_group("--media mode (each file analysed as `mesofcn detect` does)")
+    add_media_analysis_arguments(media)
     media.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="B", help="stratified resamples for the AUC interval (0: none)"
+    )
+    media.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+
+
+def add_media_analysis_arguments(group) -> None:
+    """How each listed file is analysed, as `mesofcn detect` analyses it: the list's root, sampling, verdict rule,
+    device and precision (shared by `evaluate --media` and `calibrate`)."""
+    group.add_argument(
         "--root", type=Path, metavar="DIR", help="folder the CSV's paths are relative to; None: the CSV's folder"
     )
-    sampling = media.add_mutually_exclusive_group()
+    sampling = group.add_mutually_exclusive_group()
     sampling.add_argument(
         "--every", type=positive_int, metavar="K", help="analyse every K-th frame; 5 without --every or --frames"
     )
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
-    media.add_argument(
+    group.add_argument(
         "--min-face-fraction",
         type=probability,
         default=DEFAULT_MIN_FACE_FRACTION,
         metavar="F",
         help="verdict rule, as for detect: a track decides only if its median face is at least F times the largest's",
     )
-    media.add_argument(
+    group.add_argument(
         "--min-track-share",
         type=probability,
         default=DEFAULT_MIN_TRACK_SHARE,
         metavar="S",
         help="verdict rule, as for detect: ...and only if it is seen in at least this share of the analysed frames",
     )
-    media.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    media.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
-    media.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
-    media.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="B", help="stratified resamples for the AUC interval (0: none)"
-    )
-    media.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    group.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    group.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
 
 
 def check_dataset_mode_arguments(args: argparse.Namespace) -> None:
@@ -85,30 +91,17 @@ def check_dataset_mode_arguments(args: argparse.Namespace) -> None:
 
 def run_media_evaluation(args: argparse.Namespace) -> int:
     """Read the labels, load the detector as `detect` does, evaluate, write DIR's files, print the summary."""
-    from .cli import (
-        EXIT_OK,
-        EXIT_SOME_FAILED,
-        CommandError,
-        analyse_input,
-        detect_call_options,
-        load_detection_pipeline,
-    )
+    from .cli import EXIT_OK, EXIT_SOME_FAILED
     from .media_evaluation import evaluate_media, summary_table
-    from .media_lists import MediaListError, read_media_list
     from .pipeline_mesofcn import model_name
     from .video import FrameSampling
 
     check_media_arguments(args)
-    try:
-        items = read_media_list(args.media, args.root)
-    except MediaListError as error:
-        raise CommandError(str(error)) from error
-    batch_size = args.batch_size or DETECT_BATCH_SIZE
-    detector = load_detection_pipeline(args.model, args.device, args.dtype, batch_size)
-    call_options = detect_call_options(args)
+    items = read_labels(args)
+    detector, analyse, call_options = media_analyser(args)
     evaluation = evaluate_media(
         items,
-        lambda path: analyse_input(detector, str(path), call_options),
+        analyse,
         threshold=args.threshold,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
@@ -133,6 +126,26 @@ def run_media_evaluation(args: argparse.Namespace) -> int:
     print(summary_table(evaluation.results))
     print(f"wrote {Path(args.out) / RESULTS_FILE}")
     return EXIT_SOME_FAILED if evaluation.results["n_errors"] else EXIT_OK
+
+
+def read_labels(args: argparse.Namespace) -> list:
+    """The items of `--media`, or a one-line CommandError naming the list and the problem."""
+    from .cli import CommandError
+    from .media_lists import MediaListError, read_media_list
+
+    try:
+        return read_media_list(args.media, args.root)
+    except MediaListError as error:
+        raise CommandError(str(error)) from error
+
+
+def media_analyser(args: argparse.Namespace):
+    """(pipeline, analyse(path) -> report, call options): each file analysed exactly as `mesofcn detect` would."""
+    from .cli import analyse_input, detect_call_options, load_detection_pipeline
+
+    detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size or DETECT_BATCH_SIZE)
+    call_options = detect_call_options(args)
+    return detector, lambda path: analyse_input(detector, str(path), call_options), call_options
 
 
 def check_media_arguments(args: argparse.Namespace) -> None:
@@ -179,8 +192,11 @@ def write_media_outputs(out: Path, evaluation) -> None:
 
 
 __all__ = [
+    "add_media_analysis_arguments",
     "add_media_arguments",
     "check_dataset_mode_arguments",
+    "media_analyser",
+    "read_labels",
     "run_media_evaluation",
     "write_media_outputs",
 ]

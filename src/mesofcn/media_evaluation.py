@@ -53,6 +53,7 @@ class MediaItemResult:
     frames: list[tuple[int, int, float]] = field(default_factory=list)  # (frame index, track id, score)
     error: str | None = None
     eligible_tracks: frozenset[int] = frozenset()  # tracks the verdict rule lets decide (bystanders are not)
+    verdict_track: int | None = None  # the track that decided (None without a face)
 
     def eligible_scores(self) -> list[float]:
         """Face scores of the tracks that may decide the verdict: a bystander's face is not the item's label."""
@@ -82,7 +83,16 @@ def item_result(item: MediaListItem, report: dict) -> MediaItemResult:
     ]
     frames.sort()
     eligible = frozenset(int(track["id"]) for track in report["tracks"] if track.get("eligible", True))
-    return MediaItemResult(item, verdict, score, int(report.get("frames_analysed") or 0), frames, None, eligible)
+    verdict_track = report.get("verdict_track")
+    return MediaItemResult(
+        item,
+        verdict,
+        score,
+        int(report.get("frames_analysed") or 0),
+        frames,
+        eligible_tracks=eligible,
+        verdict_track=None if verdict_track is None else int(verdict_track),
+    )
 
 
 def evaluate_media(
@@ -94,12 +104,22 @@ def evaluate_media(
     progress: bool = False,
 ) -> MediaEvaluation:
     """Analyse every item with `analyse_fn` (a failing item is recorded, the rest continue), then compute metrics."""
+    results = analyse_items(items, analyse_fn, progress)
+    return MediaEvaluation(compute_results(results, threshold, n_bootstrap, seed), results)
+
+
+def analyse_items(
+    items: Sequence[MediaListItem],
+    analyse_fn: Callable[[Path], dict],
+    progress: bool = False,
+    desc: str = "evaluating",
+) -> list[MediaItemResult]:
+    """Each item's result from `analyse_fn` (a failing item is recorded as an error, the rest continue)."""
     from tqdm.auto import tqdm
 
-    results = []
-    for item in tqdm(items, desc="evaluating", unit="item", disable=not progress):
-        results.append(item_result(item, analyse_fn(item.path)))
-    return MediaEvaluation(compute_results(results, threshold, n_bootstrap, seed), results)
+    return [
+        item_result(item, analyse_fn(item.path)) for item in tqdm(items, desc=desc, unit="item", disable=not progress)
+    ]
 
 
 def compute_results(results: Sequence[MediaItemResult], threshold: float, n_bootstrap: int, seed: int) -> dict:
@@ -334,6 +354,7 @@ __all__ = [
     "PREDICTION_COLUMNS",
     "MediaItemResult",
     "MediaEvaluation",
+    "analyse_items",
     "bootstrap_auc_interval",
     "compute_results",
     "evaluate_media",
