@@ -203,6 +203,59 @@ def test_schedule_weight_decay_best_checkpoint_and_resume(ff_dataset, tmp_path):
     assert json.loads((tmp_path / "full" / "best" / "training_args.json").read_text())["task"] == "ff-c23-df"
 
 
+def test_resume_with_augmentation_and_online_blends_is_bit_identical(ff_dataset, tmp_path):
+    """--augment and --online_self_blend draw per batch: a run killed after a checkpoint (its data loader one batch
+    ahead) and resumed trains on exactly the crops an uninterrupted run trains on, so the weights are identical."""
+    extra = ["--max_train_steps", "4", "--eval_steps", "4", "--checkpointing_steps", "2", "--deterministic"]
+    extra += ["--max_train_samples", "16", "--per_device_train_batch_size", "4", "--augment", "--online_self_blend"]
+    batches: dict[str, list] = {"full": [], "killed": [], "resumed": []}
+
+    class Killed(Exception):
+        pass
+
+    def recorder(name):
+        def record(trainer):
+            batches[name].append(trainer.state.train_batches)
+            if name == "killed" and trainer.state.global_step == 2:
+                raise Killed  # right after the checkpoint of step 2, the data loader holding batch 3 already
+
+        return record
+
+    train(train_args(ff_dataset, tmp_path / "full", *extra), step_callback=recorder("full"))
+    with pytest.raises(Killed):
+        train(train_args(ff_dataset, tmp_path / "killed", *extra), step_callback=recorder("killed"))
+    saved = read_tree(tmp_path / "killed" / "checkpoints" / "step_00000002", "trainer_state")
+    assert saved["loop"]["train_batches"] == 2
+    resumed = tmp_path / "killed"
+    train(
+        train_args(ff_dataset, resumed, *extra, "--resume_from_checkpoint", "latest"),
+        step_callback=recorder("resumed"),
+    )
+    full_weights = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    resumed_weights = load_file(resumed / "final" / "model.safetensors")
+    assert all(torch.equal(tensor, resumed_weights[key]) for key, tensor in full_weights.items())
+    # Without numbering the draws by batch, the resumed run would redraw the augmentation of batches 1-2.
+    first = load_file(tmp_path / "full" / "checkpoints" / "step_00000002" / "model.safetensors")
+    assert any(not torch.equal(first[key], tensor) for key, tensor in full_weights.items())
+    assert batches == {"full": [1, 2, 3, 4], "killed": [1, 2], "resumed": [3, 4]}
+
+
+def test_augmentation_draws_are_numbered_by_batch(ff_dataset):
+    """The same batch number gives the same augmented crops; the next number gives other ones."""
+    from mesofcn.augmentation import FaceAugmentation
+
+    rows = load_dataset_dict(ff_dataset)["train"].select(range(4))
+    processor = MesoFCNImageProcessor()
+    transform = FaceBatchTransform(processor, augmentation=FaceAugmentation(flip_probability=0.0), seed=3)
+    first = transform(rows[:4])["pixel_values"]
+    second = transform(rows[:4])["pixel_values"]
+    transform.batches_drawn = 0
+    again = transform(rows[:4])["pixel_values"]
+    assert transform.batches_drawn == 1
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def test_is_improvement_keeps_the_first_of_equal_values():
     assert is_improvement(0.5, None) and is_improvement(0.6, 0.5)
     assert not is_improvement(0.5, 0.5) and not is_improvement(0.4, 0.5) and not is_improvement(None, 0.1)

@@ -57,6 +57,7 @@ from .training_checkpoints import (
 )
 from .training_data import (
     DatasetError,
+    FaceBatchTransform,
     add_online_blend_rows,
     balance_classes,
     class_counts,
@@ -90,6 +91,8 @@ class TrainingState:
     last_eval_step: int = -1
     train_images: int = 0
     train_seconds: float = 0.0
+    #: Training batches consumed by this process (micro-batches): where the random augmentation stream resumes.
+    train_batches: int = 0
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -247,6 +250,8 @@ class Trainer:
         self.train_dataset = with_face_transform(
             train, self.processor, self.config, augmentation=augmentation, seed=args.seed
         )
+        # Its random draws are numbered by batch; a resumed run restarts the numbering where the killed run was.
+        self.train_transform: FaceBatchTransform = self.train_dataset.format["format_kwargs"]["transform"]
         self.eval_dataset = with_face_transform(validation, self.processor, self.config)
 
     def _initial_model(self) -> MesoFCNForDeepfakeDetection:
@@ -340,6 +345,7 @@ class Trainer:
                 )
             tick = time.perf_counter()
             for batch in loader:
+                state.train_batches += 1
                 with accelerator.accumulate(self.model):
                     outputs = self.model(**batch)
                     accelerator.backward(outputs.loss)
@@ -392,6 +398,9 @@ class Trainer:
             load_checkpoint(self.accelerator, self.checkpointed, checkpoint)
         except CheckpointError as error:
             raise TrainingError(f"--resume_from_checkpoint: {error}") from error
+        # The data loader skips the batches already trained on without transforming them, and the killed run's
+        # loader had transformed one batch ahead: the augmentation draws continue from the trained count.
+        self.train_transform.batches_drawn = self.state.train_batches
         logger.info(
             "resumed from %s at step %d (epoch %d, step %d of it)",
             checkpoint,

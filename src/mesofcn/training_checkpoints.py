@@ -13,6 +13,10 @@ JSON only, and reads it back without unpickling anything:
         rng_state_R.safetensors/.json  process R's random states: torch CPU and CUDA generators as uint8 tensors,
                                        Python's `random` and NumPy's global generator as JSON
 
+The random augmentation of the training crops (--augment, --online_self_blend) draws from a generator numbered by
+batch (mesofcn.training_data.FaceBatchTransform); the loop counters' `train_batches` (in trainer_state.json) restore
+that numbering, so a resumed run trains on the crops an uninterrupted one would have seen.
+
 A folder is written under a temporary name and renamed when every process is done, so a killed run never leaves a
 half-written `step_N`. Resuming a folder that holds pickles (a checkpoint from before this format) is refused.
 """

@@ -9,7 +9,6 @@ decoded and normalized lazily, batch by batch, with `with_transform` (no int64 c
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -233,8 +232,11 @@ class FaceBatchTransform:
     Columns named in `passthrough` are copied unchanged.
 
     For training, rows marked in ONLINE_BLEND_COLUMN become fresh self-blended pseudo-fakes (label 1, exact mask)
-    and `augmentation` then changes every crop, real or fake, with the same distribution. Their random draws come
-    from `seed` and the process (DataLoader workers draw differently).
+    and `augmentation` then changes every crop, real or fake, with the same distribution. The draws of a batch come
+    from a generator seeded with `seed`, the process's torch seed (DataLoader workers draw differently) and
+    `batches_drawn`, the number of batches this transform randomized before: a resumed run that sets it to the
+    number of batches the interrupted run had trained on (see `mesofcn.training`) draws exactly what that run would
+    have drawn next, whatever the data loader had prefetched when it was killed.
     """
 
     def __init__(
@@ -250,8 +252,7 @@ class FaceBatchTransform:
         self.passthrough = tuple(passthrough)
         self.augmentation = augmentation
         self.seed = seed
-        self._rng: np.random.Generator | None = None
-        self._rng_pid: int | None = None
+        self.batches_drawn = 0
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         images, labels = batch["image"], [int(label) for label in batch["label"]]
@@ -298,11 +299,11 @@ class FaceBatchTransform:
         return arrays, new_masks, new_labels
 
     def _generator(self) -> np.random.Generator:
-        """This process's generator, seeded from `seed` and torch's per-worker seed on first use in the process."""
-        if self._rng is None or self._rng_pid != os.getpid():
-            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63])
-            self._rng_pid = os.getpid()
-        return self._rng
+        """The generator of the next batch: seeded from `seed`, torch's seed of this process (or DataLoader worker)
+        and the number of batches drawn before."""
+        generator = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, self.batches_drawn])
+        self.batches_drawn += 1
+        return generator
 
     @staticmethod
     def _known_mask(mask, image, label: int):
