@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_arguments import positive_int, probability
+from .app import add_serve_parser
+from .cli_arguments import MODEL_HELP, positive_int, probability
 from .cli_calibrate import add_calibrate_parser
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_calibrate_parser(commands)
     add_demo_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -51,11 +53,7 @@ def add_detect_parser(commands) -> None:
         "enough to decide, see --min-face-fraction and --min-track-share).",
     )
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
-    detect.add_argument(
-        "--model",
-        help="checkpoint folder or Hub id (resolved from the HF cache when offline); default: $MESOFCN_DEFAULT_MODEL "
-        "or the default model installed in the package (see the README)",
-    )
+    detect.add_argument("--model", help=MODEL_HELP)
     sampling = detect.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
@@ -176,6 +174,11 @@ def detect_call_options(args: argparse.Namespace) -> dict:
     if args.max_image_pixels:
         call_options["max_image_pixels"] = args.max_image_pixels
     return call_options
+
+
+def detect_defaults() -> argparse.Namespace:
+    """`mesofcn detect`'s arguments with every option at its default: the web app's page and loader start from them."""
+    return build_parser().parse_args(["detect", "INPUT"])
 
 
 def plan_outputs(inputs: Sequence[str], out: Path | None, option: str, suffix: str | None = None) -> list[Path | None]:
@@ -303,6 +306,7 @@ __all__ = [
     "build_parser",
     "check_writable_folder",
     "detect_call_options",
+    "detect_defaults",
     "detect_one",
     "first_line",
     "load_detection_pipeline",

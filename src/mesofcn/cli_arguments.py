@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+#: Help of the `--model` option of the commands that analyse media the way `mesofcn detect` does.
+MODEL_HELP = (
+    "checkpoint folder or Hub id (resolved from the HF cache when offline); default: $MESOFCN_DEFAULT_MODEL "
+    "or the default model installed in the package (see the README)"
+)
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts, sizes, steps)."""
@@ -21,4 +27,4 @@ def probability(text: str) -> float:
     return value
 
 
-__all__ = ["positive_int", "probability"]
+__all__ = ["MODEL_HELP", "positive_int", "probability"]

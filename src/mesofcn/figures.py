@@ -197,9 +197,9 @@ def track_timeline_figure(report: Mapping, size: tuple[int, int] = TIMELINE_SIZE
     drawn = [track for track in tracks if len(track["frames"]) >= 2]
     times = [frame["time"] for track in tracks for frame in track["frames"]]
     x_max, x_ticks = nice_ticks(max(report.get("duration") or 0.0, *times, 0.0))
-    verdict = report["label"].upper().replace("_", " ")
-    score = "" if report.get("score") is None else f"  P(fake)={report['score']:.2f}"
-    title = f"{Path(report['path'] or 'video').name}: {verdict}{score}"
+    from .reports import verdict_text  # reports draws with this module: imported here, not at the top
+
+    title = f"{Path(report['path'] or 'video').name}: {verdict_text(report)}"
     axes = _Axes(size, title, "time (s)", "P(fake)", x_max=x_max, x_ticks=x_ticks, right=170)
     threshold = report["threshold"]
     axes.dashed_hline(threshold, _BLACK)

@@ -3,6 +3,7 @@ P(fake) over time."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -36,15 +37,19 @@ def report_to_json(report: dict) -> dict:
     return data
 
 
+def verdict_text(report: Mapping) -> str:
+    """`FAKE  P(fake)=0.93`, `REAL  P(fake)=0.12` or `NO FACE`: the verdict as the CLI, plot and app show it."""
+    verdict = report["label"].upper().replace("_", " ")
+    return verdict if report.get("score") is None else f"{verdict}  P(fake)={report['score']:.2f}"
+
+
 def summary_line(report: dict) -> str:
     """`path: FAKE  P(fake)=0.93  2 faces in 1 track, 13 frames analysed, 2.1 s`."""
     faces = sum(track["num_frames"] for track in report["tracks"])
     tracks = len(report["tracks"])
-    verdict = report["label"].upper().replace("_", " ")
-    score = "" if report["score"] is None else f"  P(fake)={report['score']:.2f}"
     elapsed = f", {report['elapsed_seconds']:.1f} s" if "elapsed_seconds" in report else ""
     return (
-        f"{report['path']}: {verdict}{score}  {faces} face{'s' * (faces != 1)} in {tracks} "
+        f"{report['path']}: {verdict_text(report)}  {faces} face{'s' * (faces != 1)} in {tracks} "
         f"track{'s' * (tracks != 1)}, {report['frames_analysed']} frame{'s' * (report['frames_analysed'] != 1)} "
         f"analysed{elapsed}"
     )
@@ -98,4 +103,11 @@ def write_video_overlay(report: dict, path: Path, quiet: bool) -> Path:
     return path
 
 
-__all__ = ["overlay_faces", "report_to_json", "summary_line", "write_overlay", "write_timeline_plot"]
+__all__ = [
+    "overlay_faces",
+    "report_to_json",
+    "summary_line",
+    "verdict_text",
+    "write_overlay",
+    "write_timeline_plot",
+]
