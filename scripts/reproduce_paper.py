@@ -17,12 +17,9 @@ import shlex
 import sys
 from pathlib import Path
 
-# This folder holds evaluate.py, which would shadow the `evaluate` package that mesofcn's metrics import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from mesofcn.reproduction import sweep  # noqa: E402
-from mesofcn.tasks import CLASSIFICATION_LAMBDAS, parse_task  # noqa: E402
-from mesofcn.training_data import DatasetError  # noqa: E402
+from mesofcn.reproduction import sweep
+from mesofcn.tasks import CLASSIFICATION_LAMBDAS, parse_task
+from mesofcn.training_data import DatasetError
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

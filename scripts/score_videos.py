@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from mesofcn.cli import load_detection_pipeline, write_json_atomic  # noqa: E402
-from mesofcn.video import is_video_path  # noqa: E402
+from mesofcn.cli import load_detection_pipeline, write_json_atomic
+from mesofcn.video import is_video_path
 
 
 def video_paths(inputs: list[Path]) -> list[Path]:

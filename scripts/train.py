@@ -8,12 +8,8 @@ Train MesoFCN with the paper's recipe (Adam 1e-3, x0.9 per epoch, L2 1e-5, 50 ep
 """
 
 import sys
-from pathlib import Path
 
-# This folder holds evaluate.py, which would shadow the `evaluate` package that mesofcn's metrics import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from mesofcn.training import main  # noqa: E402
+from mesofcn.training import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,15 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from mesofcn.cli import main as mesofcn
+from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path
+from mesofcn.training import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
 
-from mesofcn.cli import main as mesofcn  # noqa: E402
-from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path  # noqa: E402
-from mesofcn.training import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
 TRAIN_RECIPE = [

@@ -1,6 +1,6 @@
 """
-Argument parsers of `mesofcn train` / `scripts/train.py` and `mesofcn evaluate` / `scripts/evaluate.py`, and the
-CLI glue. Kept free of heavy imports (datasets, evaluate, accelerate) so that wiring them into the `mesofcn`
+Argument parsers of `mesofcn train` / `scripts/train.py` and `mesofcn evaluate` / `scripts/evaluate_checkpoint.py`,
+and the CLI glue. Kept free of heavy imports (datasets, evaluate, accelerate) so that wiring them into the `mesofcn`
 command costs nothing until one of them runs.
 """
 
@@ -115,8 +115,8 @@ def build_evaluate_parser(
     parser: argparse.ArgumentParser | None = None, with_media: bool = False
 ) -> argparse.ArgumentParser:
     """
-    The arguments of scripts/evaluate.py (a face-crop dataset split); `with_media` (the `mesofcn evaluate` command)
-    adds the choice of `--media LABELS.csv` instead of `--dataset` (see mesofcn.cli_evaluate_media).
+    The arguments of scripts/evaluate_checkpoint.py (a face-crop dataset split); `with_media` (the `mesofcn evaluate`
+    command) adds the choice of `--media LABELS.csv` instead of `--dataset` (see mesofcn.cli_evaluate_media).
     """
     parser = parser or argparse.ArgumentParser(
         description="Evaluate a MesoFCN checkpoint on a face-crop dataset.", formatter_class=DEFAULTS_FORMATTER

@@ -5,7 +5,7 @@ P(fake) per video; segmentation pixel accuracy over the 49x49 label grid and fak
 numbers; a precision-recall curve and a grid of true vs predicted masks.
 
     mesofcn evaluate --model runs/mesofcn-ff-c23-df/best --dataset DATA --split test --out runs/eval
-    accelerate launch scripts/evaluate.py --model ... (several processes: predictions are gathered)
+    accelerate launch scripts/evaluate_checkpoint.py --model ... (several processes: predictions are gathered)
 """
 
 from __future__ import annotations
@@ -353,7 +353,7 @@ def run_evaluation(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of scripts/evaluate.py and `python -m mesofcn.evaluation`."""
+    """Entry point of scripts/evaluate_checkpoint.py and `python -m mesofcn.evaluation`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_evaluate_parser().parse_args(argv)
     try:
