@@ -251,7 +251,7 @@ def http_status(url: str) -> int:
 
 
 def test_the_server_listens_on_localhost_only_and_serves_no_other_path(server, fake_checkpoint):
-    assert "http://127.0.0.1:" in server.log.read_text()
+    assert wait_until(lambda: "mesofcn app: http://127.0.0.1:" in server.log.read_text())
     [work_root] = server.work_roots()
     for path in ("/etc/passwd", Path(__file__).resolve(), fake_checkpoint / "config.json", work_root):
         assert http_status(f"{server.url}gradio_api/file={path}") in (403, 404), path

@@ -121,15 +121,16 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         demo = build_app(detector, work_root, 60 * args.keep_minutes, args.max_upload_mb)
         stop_on_sigterm()
+        try:
+            demo.launch(**launch_options(args, work_root), prevent_thread_lock=True)
+        except OSError as error:  # the port is taken, the address is not this machine's...
+            raise CommandError(f"--host {args.host} --port {args.port}: cannot serve ({first_line(error)})") from error
         print(
             f"mesofcn app: http://{args.host}:{args.port} (model {model_name(detector.model)}, uploads up to "
             f"{args.max_upload_mb} MB, one analysis at a time, files in {work_root}); Ctrl-C stops it",
             flush=True,
         )
-        try:
-            demo.launch(**launch_options(args, work_root))
-        except OSError as error:  # the port is taken, the address is not this machine's...
-            raise CommandError(f"--host {args.host} --port {args.port}: cannot serve ({first_line(error)})") from error
+        demo.block_thread()  # until Ctrl-C or SIGTERM
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
     return EXIT_OK
