@@ -5,7 +5,9 @@ Write benchmarks/validation.csv, benchmarks/held_out.csv and benchmarks/train_me
 The split is by tool and by person, never by frame (see model_cards/mesofcn-blends-c23-c40.md):
 - validation fakes: every file of the tools below, which the default is never trained on;
 - validation reals: the real inputs of those fakes, and other people chosen here (all clips of MEAD M003, for
-  example, since one of its clips is a HyperLips input);
+  example, since one of its clips is a HyperLips input). A real file from the same source repository as one
+  held-out tool's fakes is in that tool's group, so that `evaluate --media` also compares the tool's fakes with
+  their own reals (`auc_within`), where a cue of the source (face size, camera, compression) cannot help;
 - held_out.csv: chosen items whose person also appears in files that train (the MANIFEST's identity labels, and
   the HyperLips Obama interview, which is unlabelled): they are neither trained on nor validated on, so that
   validation holds only people who appear nowhere in training;
@@ -107,7 +109,25 @@ def split_rows(manifest: Path) -> tuple[list[dict], list[dict], list[dict]]:
                 train.append({"path": path, "label": "real", "group": "real"})
         if chosen is not None:
             (held_out if shows_trained_person(row) else validation).append(chosen)
-    return validation, held_out, train
+    return source_groups(validation), source_groups(held_out), train
+
+
+def source_repository(path: str) -> str:
+    """The source repository of a shared-data path: its second component (`fakes_swap/<owner+repo>/...`)."""
+    return path.split("/")[1]
+
+
+def source_groups(rows: list[dict]) -> list[dict]:
+    """Reals from the source repository of exactly one tool's fakes among `rows` join that tool's group."""
+    tools: dict[str, set[str]] = {}
+    for row in rows:
+        if row["label"] == "fake":
+            tools.setdefault(source_repository(row["path"]), set()).add(row["group"])
+    for row in rows:
+        groups = tools.get(source_repository(row["path"]), set())
+        if row["label"] == "real" and len(groups) == 1:
+            row["group"] = next(iter(groups))
+    return rows
 
 
 def shows_trained_person(row: dict) -> bool:

@@ -420,3 +420,25 @@ def test_frame_auc_counts_only_the_tracks_that_may_decide():
         {"index": 0, "score": 0.2}]}]))  # fmt: skip
     assert len(fake.frames) == 3 and fake.eligible_scores() == [0.9, 0.8]
     assert frame_metrics([real], [fake]) == {"n_real": 1, "n_fake": 2, "auc": 1.0}
+
+
+def test_a_group_with_its_own_reals_also_gets_the_within_source_auc(capsys, tmp_path, stand_in):
+    """A tool's fakes (0.8, 0.9) against the tool's own real inputs (0.85, 0.2) only: 3 of 4 pairs ranked right,
+    while against all reals (with an unrelated 0.1) it is 5 of 6."""
+    stand_in({"r.jpg": 0.1, "t_real1.jpg": 0.85, "t_real2.jpg": 0.2, "t_fake1.mp4": 0.8, "t_fake2.mp4": 0.9})
+    rows = [
+        ("r.jpg", "real", "real:photo"),
+        ("t_real1.jpg", "real", "tool"),
+        ("t_real2.jpg", "real", "tool"),
+        ("t_fake1.mp4", "fake", "tool"),
+        ("t_fake2.mp4", "fake", "tool"),
+    ]
+    labels = write_labels(tmp_path / "labels.csv", rows, header=("path", "label", "group"), touch=tmp_path)
+    code, stdout, err = run(capsys, "evaluate", "--media", labels, "--out", tmp_path / "o", "--quiet")
+    assert code == EXIT_OK, err
+    tool = json.loads((tmp_path / "o" / "results.json").read_text())["groups"]["tool"]
+    assert tool["auc"] == pytest.approx(5 / 6) and tool["auc_within"] == pytest.approx(3 / 4)
+    low, high = tool["auc_within_ci"]
+    assert 0.0 <= low <= 0.75 <= high <= 1.0
+    assert tool["group_n_real"] == 2 and tool["flagged_real_share"] == 0.5
+    assert any(line.startswith("tool") and "0.833 [" in line and "0.750 [" in line for line in stdout.splitlines())

@@ -17,7 +17,7 @@ Evaluation on raw, labelled media (`mesofcn evaluate --media LABELS.csv`): each 
 - frame level: every analysed face of the tracks that may decide an item's verdict (the verdict rule's eligible
   tracks; bystanders left out) gets the item's label and its own score;
 - per group: the group's fakes against ALL real items (reals are rarely tied to a tool); the group's own reals
-  only give their flagged share.
+  (e.g. a tool's real inputs) give their flagged share and `auc_within`, the fakes against those reals only.
 
 This module does not import the command line; `mesofcn.cli_evaluate_media` wires it to the pipeline and files.
 """
@@ -199,7 +199,11 @@ def group_metrics(
     n_bootstrap: int,
     seed: int,
 ) -> dict:
-    """A group: its fakes against all reals; its own reals (if any) give the group's flagged share."""
+    """
+    A group: its fakes against all reals; its own reals (if any) give the group's flagged share and, with its fakes,
+    `auc_within`: the fakes against the reals of the same source only (e.g. a tool's real inputs), where a cue of
+    the source (face size, camera, compression) cannot separate the classes.
+    """
     if not fakes:
         return {
             "n_real": len(own_reals),
@@ -213,6 +217,11 @@ def group_metrics(
     entry["group_n_real"] = len(own_reals)
     entry["no_face"] = no_face_counts([*own_reals, *fakes])
     entry["flagged_real_share"] = share([result.flagged for result in own_reals])
+    if own_reals:
+        real_scores = np.array([result.score for result in own_reals], dtype=np.float64)
+        fake_scores = np.array([result.score for result in fakes], dtype=np.float64)
+        entry["auc_within"] = mann_whitney_auc(real_scores, fake_scores)
+        entry["auc_within_ci"] = bootstrap_auc_interval(real_scores, fake_scores, n_bootstrap, seed)
     return entry
 
 
@@ -314,16 +323,16 @@ def summary_table(results: dict) -> str:
     def number(value) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    def auc(entry: dict) -> str:
-        if entry.get("auc") is None:
-            return "n/a"
-        low, high = entry["auc_ci"] or (None, None)
-        return f"{entry['auc']:.3f} [{number(low)}, {number(high)}]"
+    def auc(entry: dict, key: str = "auc") -> str:
+        if entry.get(key) is None:
+            return "n/a" if key == "auc" else "-"
+        low, high = entry[f"{key}_ci"] or (None, None)
+        return f"{entry[key]:.3f} [{number(low)}, {number(high)}]"
 
     def fraction(value, count: int) -> str:
         return "-" if value is None else f"{round(value * count)}/{count} ({100 * value:.0f}%)"
 
-    rows = [("", "real", "fake", "AUC [95% CI]", "flagged reals", "caught fakes")]
+    rows = [("", "real", "fake", "AUC [95% CI]", "vs own reals", "flagged reals", "caught fakes")]
     entries = [("all", results["overall"])] + list(results["groups"].items())
     for name, entry in entries:
         own_reals = entry.get("group_n_real", entry["n_real"])
@@ -335,6 +344,7 @@ def summary_table(results: dict) -> str:
                 else f"{own_reals} (all {entry['n_real']})",
                 str(entry["n_fake"]),
                 auc(entry),
+                auc(entry, "auc_within"),
                 fraction(entry.get("flagged_real_share"), own_reals),
                 fraction(entry.get("caught_fake_share"), entry["n_fake"]),
             )
