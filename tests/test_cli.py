@@ -197,11 +197,62 @@ def test_max_image_pixels_option(capsys, tmp_path, checkpoint_dir):
     assert code == EXIT_SOME_FAILED and "60,000" in err
 
 
+def test_limits_refuse_long_or_large_videos_before_decoding_and_are_recorded(capsys, tmp_path, checkpoint_dir):
+    """--max-duration and --max-pixels (a server's limits) refuse a video from its header, in one line naming it;
+    the report records the limits in force (defaults: 100 megapixels, 4 hours; 0 lifts a limit)."""
+    video = write_video(tmp_path / "clip.mp4", [np.full((64, 96, 3), 40, dtype=np.uint8)] * 12, fps=10)  # 1.2 s
+    code, out, err = run(capsys, "detect", video, "--model", checkpoint_dir, "--max-duration", 1, "--quiet")
+    assert code == EXIT_SOME_FAILED and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {video}: video too long: header claims 1.2 s, limit is 1 s"]
+    code, out, err = run(capsys, "detect", video, "--model", checkpoint_dir, "--max-pixels", 6000, "--quiet")
+    assert code == EXIT_SOME_FAILED
+    assert f"error: {video}: video frame too large: header claims 96x64 = 6,144 pixels, limit is 6,000" in err
+    report_path = tmp_path / "r.json"
+    code, out, err = run(capsys, "detect", video, "--model", checkpoint_dir, "--json", report_path, "--quiet")
+    assert code == EXIT_OK, err
+    assert json.loads(report_path.read_text())[0]["limits"] == {"max_pixels": 100_000_000, "max_duration": 14400.0}
+    argv = ["--max-duration", 0, "--max-pixels", 6144, "--json", report_path, "--quiet"]
+    code, out, err = run(capsys, "detect", video, "--model", checkpoint_dir, *argv)
+    assert code == EXIT_OK, err
+    assert json.loads(report_path.read_text())[0]["limits"] == {"max_pixels": 6144, "max_duration": None}
+    with pytest.raises(SystemExit) as raised:
+        run(capsys, "detect", video, "--model", checkpoint_dir, "--max-duration", -1)
+    assert raised.value.code == EXIT_USAGE and "--max-duration: must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_an_input_named_with_a_newline_gets_one_error_line(capsys, tmp_path, checkpoint_dir):
+    path = tmp_path / "two\nlines.png"
+    path.write_bytes(b"not an image")
+    code, out, err = run(capsys, "detect", path, "--model", checkpoint_dir, "--quiet")
+    assert code == EXIT_SOME_FAILED
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    problem = "not an image file (unrecognised or unsupported format)"
+    assert lines == [f"error: {tmp_path}/two\\nlines.png: {problem}", "1 of 1 inputs failed"]
+
+
 def test_console_script_reports_version():
     exe = shutil.which("mesofcn")
     command = [exe] if exe else [sys.executable, "-m", "mesofcn.cli"]
     completed = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == f"mesofcn {__version__}"
+
+
+def test_python_dash_m_reports_command_errors_in_one_line(tmp_path):
+    """`python -m mesofcn.cli` runs cli.py as __main__, a second copy of the module: a subcommand's CommandError
+    (here a locked prepare output) must still be the one-line error and exit code 2, not a traceback."""
+    from mesofcn.datasets_common import output_lock
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "grey.png")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\ngrey.png,real\n")
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "mesofcn.cli", "prepare", "media", "--labels", labels, "--out", out, "--quiet"]
+    with output_lock(out):
+        completed = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == EXIT_USAGE and "Traceback" not in completed.stderr
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{out}: another mesofcn prepare is writing there" in errors[0]
 
 
 def test_hub_id_resolves_from_the_offline_cache(tmp_path, checkpoint_dir, face_photo):

@@ -293,7 +293,7 @@ def test_cli_json_report_and_overlay_on_two_face_video(capsys, tmp_path, fake_ch
     report = reports[0]
     expected_keys = {
         "path", "media", "label", "score", "threshold", "verdict_track", "verdict_rule", "frames_analysed",
-        "frame_size", "fps", "duration", "sampling", "tracks", "model", "detector", "mesofcn_version",
+        "frame_size", "fps", "duration", "sampling", "limits", "tracks", "model", "detector", "mesofcn_version",
         "elapsed_seconds", "overlay",
     }  # fmt: skip
     assert set(report) == expected_keys

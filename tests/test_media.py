@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mesofcn.media import DEFAULT_MAX_IMAGE_PIXELS, _check_size, check_media_file, load_image, media_kind
-from mesofcn.video import MediaError
+from mesofcn.media import _check_size, check_media_file, load_image, media_kind
+from mesofcn.video import DEFAULT_MAX_PIXELS, MediaError
 
 
 def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_oversized_header_refused_before_decoding(tmp_path):
         warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not escape either
         error = assert_media_error(path, "image too large")
     assert time.perf_counter() - start < 0.5
-    assert "900,000,000 pixels" in error.problem and f"{DEFAULT_MAX_IMAGE_PIXELS:,}" in error.problem
+    assert "900,000,000 pixels" in error.problem and f"{DEFAULT_MAX_PIXELS:,}" in error.problem
 
 
 def test_header_between_pil_warning_and_our_limit_is_refused_without_warning(tmp_path):
@@ -126,6 +126,7 @@ def test_max_pixels_is_configurable(tmp_path):
     path = save(tmp_path / "a.png", Image.fromarray(noise(300, 400)))
     assert_media_error(path, "120,000 pixels, limit is 100,000", max_pixels=100_000)
     assert load_image(path, max_pixels=120_000).shape == (300, 400, 3)
+    assert load_image(path, max_pixels=None).shape == (300, 400, 3)  # no limit
     with pytest.raises(ValueError, match="max_pixels"):
         load_image(path, max_pixels=0)
 
@@ -134,7 +135,7 @@ def test_zero_sized_image(tmp_path):
     # PIL itself refuses zero-sized headers at identification; the loader's own size check backs that up.
     assert_media_error(png_claiming_size(tmp_path / "zero.png", 0, 5), "not an image file")
     with pytest.raises(MediaError, match=r"x.png: image has no pixels \(size 0x5\)"):
-        _check_size(Image.new("RGB", (0, 5)), "x.png", DEFAULT_MAX_IMAGE_PIXELS)
+        _check_size(Image.new("RGB", (0, 5)), "x.png", DEFAULT_MAX_PIXELS)
 
 
 def test_check_media_file_returns_path(tmp_path):

@@ -7,6 +7,7 @@ survive lossy compression, so each test can check exactly which frames came back
 from __future__ import annotations
 
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,14 +15,19 @@ import av
 import numpy as np
 import pytest
 
+import mesofcn.video
 from mesofcn.video import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_PIXELS,
     FrameSampling,
     MediaError,
+    MediaLimits,
     VideoFrame,
     evenly_spaced_indices,
     is_image_path,
     is_video_path,
     iter_video_frames,
+    printable,
     probe_video,
     rotate_upright,
 )
@@ -287,6 +293,40 @@ def test_text_file_named_mp4(tmp_path: Path) -> None:
     assert_media_error(path, "not a readable video file")
 
 
+def test_symbolic_link_loop(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+    assert_media_error(tmp_path / "a.mp4", "symbolic link loop")
+
+
+def test_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading would block until a writer comes: it is refused from its file type alone."""
+    path = tmp_path / "pipe.mp4"
+    os.mkfifo(path)
+    assert_media_error(path, "not a regular file")
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file without read permission (simulated: root reads everything) is one clear error, not a traceback."""
+    path = encode_video(tmp_path / "secret.mp4", num_frames=2)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert_media_error(path, r"cannot read file \(Permission denied\)")
+
+
+def test_a_newline_in_a_path_stays_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "two\nlines.mp4"
+    with pytest.raises(MediaError) as raised:
+        probe_video(path)
+    message = str(raised.value)
+    assert "\n" not in message and message == f"{tmp_path}/two\\nlines.mp4: file not found"
+    assert raised.value.path == str(path)  # the real path is kept
+    assert printable("visage-é顔 a b.mp4") == "visage-é顔 a b.mp4" and printable("a\tb\r") == "a\\tb\\r"
+
+
 def test_audio_only_file(tmp_path: Path) -> None:
     path = tmp_path / "voice.m4a"
     with av.open(str(path), "w") as container:
@@ -413,3 +453,59 @@ def test_real_clip_whose_index_counts_one_frame_too_many(caplog: pytest.LogCaptu
     assert [f.index for f in frames] == [0, 20, 41, 60]  # 61 is past the end: the last real frame stands in
     assert frames[-1].time == pytest.approx(61061 / 30000)
     assert caplog.text == ""  # a one-frame shortfall is normal, not worth a warning
+
+
+# --- limits ------------------------------------------------------------------------------------------------
+
+
+def test_limits_default_and_from_options() -> None:
+    assert MediaLimits() == MediaLimits(max_pixels=DEFAULT_MAX_PIXELS, max_duration=DEFAULT_MAX_DURATION)
+    assert DEFAULT_MAX_PIXELS == 100_000_000 and DEFAULT_MAX_DURATION == 4 * 3600
+    assert MediaLimits.from_options() == MediaLimits()
+    assert MediaLimits.from_options(max_pixels=0, max_duration=0) == MediaLimits(None, None)  # 0 lifts a limit
+    assert MediaLimits.from_options(max_duration=60).describe() == {
+        "max_pixels": DEFAULT_MAX_PIXELS,
+        "max_duration": 60,
+    }
+    for bad in ({"max_pixels": -1}, {"max_duration": 0}, {"max_pixels": True}):
+        with pytest.raises(ValueError, match="positive number or None"):
+            MediaLimits(**bad)
+
+
+def test_limits_are_checked_on_the_header_before_any_frame_is_decoded(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 64x48, 1.6 s video: over a limit of pixels or seconds it is refused from its header, nothing decoded."""
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a frame was decoded")
+
+    monkeypatch.setattr(mesofcn.video, "_first_frame", no_decoding)
+    monkeypatch.setattr(mesofcn.video, "_decode_frames", no_decoding)
+    path = videos["h264"]
+    for call in (probe_video, iter_video_frames):
+        limits = {"limits": MediaLimits(max_pixels=3000)}
+        with pytest.raises(
+            MediaError, match=r"video frame too large: header claims 64x48 = 3,072 pixels, limit is 3,000"
+        ):
+            call(path, **limits)
+        with pytest.raises(MediaError, match=r"video too long: header claims 1.6 s, limit is 1.5 s"):
+            call(path, **{"limits": MediaLimits(max_duration=1.5)})
+
+
+def test_a_stream_without_a_duration_stops_at_the_first_frame_past_the_limit(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mesofcn.video, "_duration", lambda container, stream: None)  # a header without a length
+    frames = []
+    with pytest.raises(MediaError, match=r"video too long: a frame at 0.5 s, limit is 0.45 s"):
+        for frame in iter_video_frames(videos["h264"], FrameSampling(every=1), MediaLimits(max_duration=0.45)):
+            frames.append(frame)
+    assert [frame.index for frame in frames] == list(range(12))  # 0.00 .. 0.44 s at 25 fps
+
+
+def test_limits_within_bounds_change_nothing(videos: dict[str, Path]) -> None:
+    limits = MediaLimits(max_pixels=64 * 48, max_duration=1.6)
+    assert probe_video(videos["mkv"], limits) == probe_video(videos["mkv"])
+    frames = list(iter_video_frames(videos["mkv"], FrameSampling(every=10), limits))
+    assert [frame.index for frame in frames] == [0, 10, 20, 30]

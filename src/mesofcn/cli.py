@@ -13,12 +13,13 @@ from pathlib import Path
 
 from . import __version__
 from .app import add_serve_parser
-from .cli_arguments import MODEL_HELP, positive_int, probability
+from .cli_arguments import MODEL_HELP, add_limit_arguments, positive_int, probability
 from .cli_calibrate import add_calibrate_parser
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
 from .demo import add_demo_parser
 from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
+from .video import printable
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -91,7 +92,7 @@ def add_detect_parser(commands) -> None:
     )
     detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
-    detect.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
+    add_limit_arguments(detect)
     detect.add_argument("--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(handler=run_detect)
 
@@ -159,7 +160,7 @@ def run_detect(args: argparse.Namespace) -> int:
 def detect_call_options(args: argparse.Namespace) -> dict:
     """
     The pipeline options of `mesofcn detect` from its arguments (threshold, verdict rule, quiet, every, frames,
-    max_image_pixels); `mesofcn evaluate --media` analyses each item with the same options.
+    limits); `mesofcn evaluate --media` analyses each item with the same options.
     """
     call_options = {
         "threshold": args.threshold,
@@ -171,8 +172,8 @@ def detect_call_options(args: argparse.Namespace) -> dict:
     }
     if args.every or args.frames:
         call_options.update(every=args.every, num_frames=args.frames)
-    if args.max_image_pixels:
-        call_options["max_image_pixels"] = args.max_image_pixels
+    # Limits not given (None) keep the pipeline's defaults; parsers without them (e.g. evaluate --dataset) too.
+    call_options.update(max_pixels=getattr(args, "max_pixels", None), max_duration=getattr(args, "max_duration", None))
     return call_options
 
 
@@ -260,7 +261,7 @@ def analyse_input(
             else:
                 report["plot"] = str(written)
     except INPUT_ERRORS as error:
-        message = str(error) if str(path) in str(error) else f"{path}: {first_line(error)}"
+        message = str(error) if printable(path) in str(error) else printable(f"{path}: {first_line(error)}")
         return {"path": str(path), "error": message, "mesofcn_version": __version__}
     report["elapsed_seconds"] = round(time.perf_counter() - start, 3)
     return report
@@ -318,4 +319,8 @@ __all__ = [
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m mesofcn.cli` runs this file as __main__, a second copy of the module: the subcommands raise the
+    # package module's CommandError, which only that copy's main catches.
+    from mesofcn.cli import main as package_main
+
+    sys.exit(package_main())

@@ -16,7 +16,7 @@ import io
 import sys
 from pathlib import Path
 
-from .cli_arguments import positive_int, probability
+from .cli_arguments import add_limit_arguments, positive_int, probability
 from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 
 RESULTS_FILE, PREDICTIONS_FILE, ROC_FILE, SCORES_FILE = "results.json", "predictions.csv", "roc.png", "scores.png"
@@ -25,7 +25,13 @@ DETECT_BATCH_SIZE = 16
 #: Batch size of the dataset mode when none is given.
 DATASET_BATCH_SIZE = 64
 #: Options that only mean something with --media (their dest, and how to name them in an error).
-MEDIA_ONLY = {"root": "--root", "every": "--every", "frames": "--frames", "max_image_pixels": "--max-image-pixels"}
+MEDIA_ONLY = {
+    "root": "--root",
+    "every": "--every",
+    "frames": "--frames",
+    "max_pixels": "--max-pixels",
+    "max_duration": "--max-duration",
+}
 #: Dataset-mode options without a default that --media ignores.
 DATASET_ONLY = {"task": "--task", "mixed_precision": "--mixed_precision"}
 
@@ -73,7 +79,7 @@ def add_media_analysis_arguments(group) -> None:
     )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     group.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
-    group.add_argument("--max-image-pixels", type=positive_int, default=None, help="refuse larger images")
+    add_limit_arguments(group)
 
 
 def check_dataset_mode_arguments(args: argparse.Namespace) -> None:

@@ -21,18 +21,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .image_processing_mesofcn import to_rgb_uint8
-from .video import MediaError, check_media_file, is_image_path, is_video_path
+from .video import DEFAULT_MAX_PIXELS, MediaError, check_media_file, check_pixels, is_image_path, is_video_path
 
 __all__ = [
-    "DEFAULT_MAX_IMAGE_PIXELS",
     "check_media_file",
     "load_image",
     "media_kind",
 ]
-
-#: Largest image (width x height) :func:`load_image` decodes unless told otherwise: 100 megapixels, about
-#: 300 MB as RGB uint8 (more while decoding). Pass ``max_pixels`` to allow larger images.
-DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 #: Formats PIL can identify but not decode, which FFmpeg reads as video (MPEG-1 elementary streams).
 _PIL_VIDEO_FORMATS = frozenset({"MPEG"})
@@ -48,7 +43,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as an upright (H, W, 3) uint8 RGB array.
 
     EXIF orientation is applied. Grey, palette, RGBA/LA (alpha dropped), CMYK, 16-bit and 32-bit images are
@@ -57,17 +52,20 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_IMAGE
     Args:
         path: the image file.
         max_pixels: refuse images whose header claims more than this many pixels (width x height), checked
-            before decoding, so a decompression bomb costs nothing.
+            before decoding, so a decompression bomb costs nothing; None: no limit.
 
     Raises:
         MediaError: missing, directory, empty, not an image, too large, truncated or corrupt, or zero-sized.
-        ValueError: ``max_pixels`` is not a positive integer.
+        ValueError: ``max_pixels`` is neither a positive integer nor None.
     """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1
+    ):
+        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    max_pixels = None if max_pixels is None else int(max_pixels)
     file = check_media_file(path)
-    with _open_image(file, path, int(max_pixels)) as image:
-        _check_size(image, path, int(max_pixels))
+    with _open_image(file, path, max_pixels) as image:
+        _check_size(image, path, max_pixels)
         try:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
@@ -100,8 +98,8 @@ def media_kind(path: str | os.PathLike[str]) -> Literal["image", "video"]:
     raise MediaError(path, "not an image or video file")
 
 
-def _open_image(file: Path, path: str | os.PathLike[str], max_pixels: int) -> Image.Image:
-    """``Image.open`` (header only) with PIL's bomb limit set to ``max_pixels`` for this call.
+def _open_image(file: Path, path: str | os.PathLike[str], max_pixels: int | None) -> Image.Image:
+    """``Image.open`` (header only) with PIL's bomb limit set to ``max_pixels`` for this call (None: none).
 
     PIL warns above ``MAX_IMAGE_PIXELS`` and raises ``DecompressionBombError`` above twice that; the warning
     is silenced (our own check in :func:`_check_size` refuses those images with a clear message) and the
@@ -118,8 +116,8 @@ def _open_image(file: Path, path: str | os.PathLike[str], max_pixels: int) -> Im
                 Image.MAX_IMAGE_PIXELS = previous
     except Image.DecompressionBombError as error:
         claimed = re.search(r"\((\d+) pixels\)", str(error))
-        size = f"{int(claimed.group(1)):,} pixels" if claimed else f"more than {2 * max_pixels:,} pixels"
-        raise MediaError(path, f"image too large: header claims {size}, limit is {max_pixels:,}") from error
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else f"more than {2 * (max_pixels or 0):,} pixels"
+        raise MediaError(path, f"image too large: header claims {size}, limit is {max_pixels or 0:,}") from error
     except UnidentifiedImageError as error:
         raise MediaError(path, "not an image file (unrecognised or unsupported format)") from error
     except PermissionError as error:
@@ -128,16 +126,12 @@ def _open_image(file: Path, path: str | os.PathLike[str], max_pixels: int) -> Im
         raise MediaError(path, f"image header is corrupt ({_reason(error)})") from error
 
 
-def _check_size(image: Image.Image, path: str | os.PathLike[str], max_pixels: int) -> None:
+def _check_size(image: Image.Image, path: str | os.PathLike[str], max_pixels: int | None) -> None:
     """Refuse a zero-sized image or one whose header claims more than ``max_pixels`` pixels."""
     width, height = image.size
     if width < 1 or height < 1:
         raise MediaError(path, f"image has no pixels (size {width}x{height})")
-    if width * height > max_pixels:
-        raise MediaError(
-            path,
-            f"image too large: header claims {width}x{height} = {width * height:,} pixels, limit is {max_pixels:,}",
-        )
+    check_pixels(path, width, height, max_pixels)
 
 
 def _native_pixels(image: Image.Image) -> Image.Image | np.ndarray:

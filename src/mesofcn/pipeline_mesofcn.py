@@ -15,7 +15,7 @@ from transformers.pipelines.base import ChunkPipeline
 from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
-from .media import DEFAULT_MAX_IMAGE_PIXELS, load_image, media_kind
+from .media import load_image, media_kind
 from .tracking import (
     DEFAULT_MIN_FACE_FRACTION,
     DEFAULT_MIN_TRACK_SHARE,
@@ -24,7 +24,7 @@ from .tracking import (
     most_suspicious_track,
     summarize_track,
 )
-from .video import FrameSampling, iter_video_frames, probe_video
+from .video import FrameSampling, MediaLimits, iter_video_frames, probe_video
 
 #: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
 PIPELINE_PASSTHROUGH_KWARGS = frozenset({"timeout"})
@@ -48,7 +48,10 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
 
     Videos are streamed (one decoded frame in memory at a time) and sampled every `every`-th frame (default 5,
     the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). Faces from several
-    frames and inputs share batches of `batch_size`.
+    frames and inputs share batches of `batch_size`. Files over `max_pixels` per image or video frame (default
+    100,000,000) or `max_duration` seconds of video (default 4 hours; 0 lifts a limit) are refused with a
+    `MediaError`, from the header before decoding where it tells (see `mesofcn.video.MediaLimits`); the report's
+    `limits` records them.
 
     Bystanders do not decide: only tracks seen in at least `min_track_share` (default 0.35) of the analysed
     frames whose median face is at least `min_face_fraction` (default 0.5) of the largest such track's may
@@ -95,7 +98,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         every: int | None = None,
         num_frames: int | None = None,
         max_faces: int | None = None,
-        max_image_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_duration: float | None = None,
         progress: bool | None = None,
         threshold: float | None = None,
         return_heatmaps: bool | None = None,
@@ -111,8 +115,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             preprocess["sampling"] = FrameSampling(every=every, num_frames=num_frames)
         if max_faces is not None:
             preprocess["max_faces"] = max_faces
-        if max_image_pixels is not None:
-            preprocess["max_image_pixels"] = max_image_pixels
+        if max_pixels is not None or max_duration is not None:
+            preprocess["limits"] = MediaLimits.from_options(max_pixels, max_duration)
         if progress is not None:
             preprocess["progress"] = progress
         postprocess = {}
@@ -137,10 +141,12 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         inputs,
         sampling: FrameSampling | None = None,
         max_faces: int | None = None,
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        limits: MediaLimits | None = None,
         progress: bool = False,
     ) -> Iterator[dict]:
-        source, frames = open_source(inputs, sampling or FrameSampling(), max_image_pixels, progress)
+        limits = limits or MediaLimits()
+        source, frames = open_source(inputs, sampling or FrameSampling(), limits, progress)
+        source["limits"] = limits.describe()
         tracker = FaceTracker()
         pending = None
         analysed_frames = []
@@ -215,13 +221,14 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         return build_report(source, faces, threshold, rule, self)
 
 
-def open_source(inputs, sampling: FrameSampling, max_image_pixels: int, progress: bool):
-    """Describe one input and iterate over its (frame index, time, RGB frame) triples."""
+def open_source(inputs, sampling: FrameSampling, limits: MediaLimits, progress: bool):
+    """Describe one input and iterate over its (frame index, time, RGB frame) triples; `limits` are checked on the
+    file's header before decoding (images: pixels; videos: pixels per frame and duration)."""
     if isinstance(inputs, (str, os.PathLike)):
         path = Path(inputs)
         if media_kind(path) == "video":
-            return open_video(path, sampling, progress)
-        image = load_image(path, max_pixels=max_image_pixels)
+            return open_video(path, sampling, progress, limits)
+        image = load_image(path, max_pixels=limits.max_pixels)
         return image_source(image, str(path)), iter([(0, 0.0, image)])
     if isinstance(inputs, (Image.Image, np.ndarray, torch.Tensor)):
         image = to_rgb_uint8(inputs)
@@ -240,9 +247,10 @@ def image_source(image: np.ndarray, path: str | None) -> dict:
     }
 
 
-def open_video(path: Path, sampling: FrameSampling, progress: bool):
-    """Video description and a streaming iterator over its sampled frames (with a progress bar if asked)."""
-    info = probe_video(path)
+def open_video(path: Path, sampling: FrameSampling, progress: bool, limits: MediaLimits | None = None):
+    """Video description and a streaming iterator over its sampled frames (with a progress bar if asked); `limits`
+    are checked on the header before decoding and on every decoded frame."""
+    info = probe_video(path, limits)
     source = {
         "path": str(path),
         "media": "video",
@@ -252,7 +260,7 @@ def open_video(path: Path, sampling: FrameSampling, progress: bool):
         "sampling": sampling.describe(),
     }
     expected = expected_samples(info.num_frames, sampling)
-    frames = ((frame.index, frame.time, frame.image) for frame in iter_video_frames(path, sampling))
+    frames = ((frame.index, frame.time, frame.image) for frame in iter_video_frames(path, sampling, limits))
     if progress:
         frames = tqdm(frames, total=expected, desc=path.name, unit="frame", leave=False)
     return source, frames

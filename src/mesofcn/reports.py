@@ -13,7 +13,7 @@ from .figures import track_timeline_figure
 from .image_processing_mesofcn import heatmap_on_frame
 from .media import load_image
 from .overlay import OverlayFace, VideoOverlayWriter, draw_detections, write_png
-from .video import FrameSampling, iter_video_frames
+from .video import FrameSampling, iter_video_frames, printable
 
 #: Keys of a pipeline report that hold arrays or objects and stay out of the JSON form.
 IN_MEMORY_ONLY = ("faces", "analysed_frames")
@@ -49,7 +49,7 @@ def summary_line(report: dict) -> str:
     tracks = len(report["tracks"])
     elapsed = f", {report['elapsed_seconds']:.1f} s" if "elapsed_seconds" in report else ""
     return (
-        f"{report['path']}: {verdict_text(report)}  {faces} face{'s' * (faces != 1)} in {tracks} "
+        f"{printable(report['path'])}: {verdict_text(report)}  {faces} face{'s' * (faces != 1)} in {tracks} "
         f"track{'s' * (tracks != 1)}, {report['frames_analysed']} frame{'s' * (report['frames_analysed'] != 1)} "
         f"analysed{elapsed}"
     )
@@ -72,7 +72,7 @@ def overlay_faces(faces: list[dict], frame_height: int, frame_width: int) -> lis
 def write_overlay(report: dict, path: Path, quiet: bool = False) -> Path:
     """An annotated PNG (image) or H.264 MP4 (video) of a report; `path` gets the right extension."""
     if report["media"] == "image":
-        image = load_image(report["path"])
+        image = load_image(report["path"], max_pixels=report["limits"]["max_pixels"])  # as analysed
         faces = overlay_faces(report["faces"], image.shape[0], image.shape[1])
         return write_png(path.with_suffix(".png"), draw_detections(image, faces))
     return write_video_overlay(report, path.with_suffix(".mp4"), quiet)

@@ -9,9 +9,11 @@ PyAV exception.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,17 +26,22 @@ import av.video.stream
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MAX_DURATION",
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "FrameSampling",
     "MediaError",
+    "MediaLimits",
     "VideoFrame",
     "VideoInfo",
     "check_media_file",
+    "check_pixels",
     "evenly_spaced_indices",
     "is_image_path",
     "is_video_path",
     "iter_video_frames",
+    "printable",
     "probe_video",
     "rotate_upright",
 ]
@@ -47,6 +54,12 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", 
 #: Frames a complete video may decode fewer than its container declares (edit lists) without a warning.
 _NORMAL_SHORTFALL = 2
 
+#: Largest image or video frame (width x height) analysed unless told otherwise: 100 megapixels, a 10000x10000
+#: frame of about 300 MB as RGB uint8 (8K is 33 megapixels).
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Longest video, in seconds, analysed unless told otherwise: 4 hours.
+DEFAULT_MAX_DURATION = 4 * 3600.0
+
 
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True when the file name has a common video extension (case-insensitive); the file is not opened."""
@@ -58,13 +71,89 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def printable(text: str | os.PathLike[str]) -> str:
+    """``text`` (a path, a message) on one line: control characters (a newline in a file name) escaped as ``\\n``."""
+    text = os.fsdecode(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class MediaError(ValueError):
-    """A video file that cannot be used: missing, empty, not a video, no video stream, or corrupt."""
+    """A media file that cannot be used: missing, empty, not a video, no video stream, corrupt, or over a limit.
+
+    The message is one line, ``<path>: <problem>``, with control characters in the path escaped.
+    """
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        super().__init__(printable(f"{path}: {problem}"))
+
+
+def check_pixels(
+    path: str | os.PathLike[str],
+    width: int,
+    height: int,
+    max_pixels: int | None,
+    what: str = "image",
+    claimed: bool = True,
+) -> None:
+    """MediaError when a ``what`` ("image", "video frame") of ``width`` x ``height`` exceeds ``max_pixels`` (None: no
+    limit); ``claimed``: the size comes from a header, checked before anything is decoded."""
+    if max_pixels is not None and width * height > max_pixels:
+        size = f"{'header claims ' if claimed else ''}{width}x{height} = {width * height:,} pixels"
+        raise MediaError(path, f"{what} too large: {size}, limit is {max_pixels:,}")
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The most detection analyses (a server's guard against inputs that would take hours or gigabytes).
+
+    Attributes:
+        max_pixels: pixels (width x height) of an image or a video frame.
+        max_duration: seconds of video.
+
+    ``None`` lifts a limit. Both are checked on the header before decoding where it gives the size and the length;
+    otherwise (a stream without a duration, a frame larger than its header said) decoding stops with a MediaError
+    at the first frame past the limit.
+    """
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_duration: float | None = DEFAULT_MAX_DURATION
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+
+    @classmethod
+    def from_options(cls, max_pixels: int | None = None, max_duration: float | None = None) -> MediaLimits:
+        """Limits from user options: None keeps a default, 0 lifts the limit."""
+        default = cls()
+        return cls(
+            max_pixels=default.max_pixels if max_pixels is None else (max_pixels or None),
+            max_duration=default.max_duration if max_duration is None else (max_duration or None),
+        )
+
+    def describe(self) -> dict[str, float | None]:
+        """JSON-ready, for reports: ``{"max_pixels": ..., "max_duration": ...}``."""
+        return {"max_pixels": self.max_pixels, "max_duration": self.max_duration}
+
+    def check_header(self, path: str | os.PathLike[str], width: int, height: int, duration: float | None) -> None:
+        """MediaError when a video's header claims frames or a length over the limits."""
+        check_pixels(path, width, height, self.max_pixels, "video frame")
+        self._check_seconds(path, duration, "header claims")
+
+    def check_frame(self, path: str | os.PathLike[str], width: int, height: int, time: float) -> None:
+        """MediaError when a decoded frame is larger than ``max_pixels`` or lies past ``max_duration``."""
+        check_pixels(path, width, height, self.max_pixels, "video frame", claimed=False)
+        self._check_seconds(path, time, "a frame at")
+
+    def _check_seconds(self, path: str | os.PathLike[str], seconds: float | None, where: str) -> None:
+        if self.max_duration is not None and seconds is not None and seconds > self.max_duration:
+            raise MediaError(path, f"video too long: {where} {seconds:,.1f} s, limit is {self.max_duration:,g} s")
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,12 +256,17 @@ class VideoInfo:
     rotation: int
 
 
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Read a video's size, rate, length and rotation; decodes only the first frame (for size and rotation)."""
+def probe_video(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> VideoInfo:
+    """Read a video's size, rate, length and rotation; decodes only the first frame (for size and rotation).
+
+    ``limits`` (none by default) are checked on the header before that frame is decoded.
+    """
     with _open_video(path) as container:
         stream = _video_stream(container, path)
         fps = _frame_rate(stream)
         duration = _duration(container, stream)
+        if limits is not None:
+            limits.check_header(path, stream.codec_context.width, stream.codec_context.height, duration)
         first = _first_frame(container, stream, path)
         rotation = int(round(first.rotation / 90) % 4 * 90)
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
@@ -194,7 +288,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         )
 
 
-def iter_video_frames(path: str | os.PathLike[str], sampling: FrameSampling | None = None) -> Iterator[VideoFrame]:
+def iter_video_frames(
+    path: str | os.PathLike[str], sampling: FrameSampling | None = None, limits: MediaLimits | None = None
+) -> Iterator[VideoFrame]:
     """Decode ``path`` sequentially and yield only the frames ``sampling`` selects (default: every 5th).
 
     Streaming: at most two decoded frames are held at a time; decoding stops after the last wanted frame.
@@ -206,15 +302,22 @@ def iter_video_frames(path: str | os.PathLike[str], sampling: FrameSampling | No
     that (an edit list dropping a frame, or a truncated file), the indices past its real end are not reached
     and the last decoded frame is yielded once in their place, so the sample still ends at the video's end.
 
+    ``limits`` (none by default) are checked at the call on the header, and on every decoded frame before it is
+    converted (its size, and its time against the longest duration).
+
     Raises:
-        MediaError: at the call for a missing, empty, non-video or video-less file; during iteration if
-            decoding fails mid-stream (after yielding the frames decoded before the damage) or if not a
-            single frame decodes.
+        MediaError: at the call for a missing, empty, non-video or video-less file, or a header over ``limits``;
+            during iteration if decoding fails mid-stream (after yielding the frames decoded before the damage), if
+            not a single frame decodes, or at the first frame over ``limits``.
     """
     sampling = sampling or FrameSampling()
     container = _open_video(path)
     try:
         stream = _video_stream(container, path)
+        if limits is not None:
+            limits.check_header(
+                path, stream.codec_context.width, stream.codec_context.height, _duration(container, stream)
+            )
         if sampling.every is not None:
             wanted, last_wanted = _every_kth(int(sampling.every)), None
         else:
@@ -225,7 +328,7 @@ def iter_video_frames(path: str | os.PathLike[str], sampling: FrameSampling | No
     except BaseException:
         container.close()
         raise
-    return _decode_frames(container, stream, path, wanted, last_wanted)
+    return _decode_frames(container, stream, path, wanted, last_wanted, limits)
 
 
 def _every_kth(every: int) -> Callable[[int], bool]:
@@ -243,10 +346,12 @@ def _decode_frames(
     path: str | os.PathLike[str],
     wanted: Callable[[int], bool],
     last_wanted: int | None,
+    limits: MediaLimits | None = None,
 ) -> Iterator[VideoFrame]:
     """Generator behind :func:`iter_video_frames`; owns and closes ``container``.
 
-    ``last_wanted`` (None: to the end) lets decoding stop once the last sampled frame is out.
+    ``last_wanted`` (None: to the end) lets decoding stop once the last sampled frame is out; every decoded frame is
+    checked against ``limits`` (if any) before it is converted.
     """
     with container:
         fps = _frame_rate(stream)
@@ -260,6 +365,10 @@ def _decode_frames(
                 decoded += 1
                 if last_wanted is not None and index > last_wanted:
                     return
+                if limits is not None:
+                    limits.check_frame(
+                        path, frame.width, frame.height, _frame_time(frame.pts, time_base, start, index, fps)
+                    )
                 if wanted(index):
                     yield _to_video_frame(frame, index, time_base, start, fps)
                 last_frame = frame
@@ -305,18 +414,27 @@ def check_media_file(path: str | os.PathLike[str]) -> Path:
     """Check that ``path`` is an existing, non-empty regular file; return it as a Path.
 
     Raises:
-        MediaError: "file not found", "is a directory, not a file", "not a regular file" (a FIFO or device,
-            which could block or never end) or "file is empty (0 bytes)".
+        MediaError: "file not found", "symbolic link loop", "is a directory, not a file", "not a regular file" (a
+            FIFO or device, which could block or never end), "file is empty (0 bytes)" or "cannot read file" (no
+            permission).
     """
     file = Path(path)
-    if not file.exists():
-        raise MediaError(path, "file not found")
-    if file.is_dir():
+    try:
+        status = file.stat()
+    except OSError as error:
+        problems = {errno.ENOENT: "file not found", errno.ENOTDIR: "file not found", errno.ELOOP: "symbolic link loop"}
+        raise MediaError(path, problems.get(error.errno, f"cannot access file ({error.strerror})")) from error
+    if stat.S_ISDIR(status.st_mode):
         raise MediaError(path, "is a directory, not a file")
-    if not file.is_file():
+    if not stat.S_ISREG(status.st_mode):
         raise MediaError(path, "not a regular file")
-    if file.stat().st_size == 0:
+    if status.st_size == 0:
         raise MediaError(path, "file is empty (0 bytes)")
+    try:
+        with file.open("rb"):
+            pass
+    except OSError as error:
+        raise MediaError(path, f"cannot read file ({error.strerror})") from error
     return file
 
 
