@@ -11,10 +11,15 @@ files in a fixed order (split, compression, method, video, frame), streamed thro
 ``dataset_dict.json`` last: ``datasets.load_from_disk`` never sees a half-written dataset.
 
 ``--shard i/n`` builds every n-th item of the sorted plan; :func:`merge_prepared` assembles finished shards.
+
+A build or merge holds an exclusive lock on its output folder (``<out>/.lock``, an ``flock`` that dies with its
+process, so a killed build leaves no stale lock): a second ``mesofcn prepare`` into the same folder is refused with
+a one-line error instead of interleaving its writes with the first's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -72,7 +77,9 @@ __all__ = [
     "media_kind",
     "merge_prepared",
     "most_confident_face",
+    "output_lock",
     "parse_shard",
+    "run_build",
     "runs_of",
     "sampled_frames",
     "select_shard",
@@ -96,6 +103,7 @@ _META_KEY = b"mesofcn"
 _STAGING = ".staging"
 _TRASH = ".trash"
 _MARKER = "dataset_dict.json"
+_LOCK = ".lock"
 #: The build's settings (builder, crop_scale, size, detector ...) beside the DatasetDict, read by training so that
 #: a checkpoint's processor crops faces the way its training data was cropped.
 BUILD_SETTINGS_FILE = "mesofcn_build.json"
@@ -428,8 +436,32 @@ def _check_output_folder(out: Path) -> None:
     """Refuse a non-empty folder that is neither a builder output nor a started build (protects user files)."""
     if out.exists() and not out.is_dir():
         raise PrepareError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not ((out / _WORK).is_dir() or (out / _MARKER).is_file()):
+    started = (out / _WORK).is_dir() or (out / _MARKER).is_file()
+    if out.is_dir() and not started and any(entry.name != _LOCK for entry in out.iterdir()):
         raise PrepareError(f"{out}: folder is not empty and not a mesofcn prepare output; choose a new --out")
+
+
+@contextmanager
+def output_lock(out: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``out``'s lock (creating the folder) while a build or merge writes there; PrepareError naming the
+    process that holds it when another one does. The lock is released when the block ends or the process dies."""
+    out = Path(out)
+    _check_output_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / _LOCK).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise PrepareError(
+                f"{out}: another mesofcn prepare is writing there (process {holder}); wait for it to end or choose "
+                "another --out"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def _identity_difference(previous: PreparePlan, plan: PreparePlan) -> str:
@@ -518,6 +550,21 @@ def _init_worker(processor: ItemProcessor, out: Path, schema: pa.Schema) -> None
 def _run_in_worker(item: WorkItem) -> dict[str, Any]:
     assert _WORKER_RUNNER is not None, "worker not initialised"
     return _WORKER_RUNNER(item)
+
+
+def run_build(
+    plan: PreparePlan,
+    out: str | os.PathLike[str],
+    processor: ItemProcessor,
+    num_proc: int = 1,
+    progress: bool = True,
+    remove_work: bool = False,
+) -> BuildReport:
+    """Carry out ``plan`` in ``out`` (resuming what an earlier run finished) and assemble the dataset, holding the
+    output folder's lock throughout (see :func:`output_lock`)."""
+    with output_lock(out):
+        report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
+        return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
 
 
 def execute_plan(
@@ -696,8 +743,6 @@ def merge_prepared(
     plans = [_finished_plan(WorkDir(path)) for path in shard_dirs]
     _check_mergeable(plans, shard_dirs)
     out = Path(out)
-    _check_output_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
     sources = [(WorkDir(path), plan.items) for path, plan in zip(shard_dirs, plans, strict=True)]
     first = plans[0]
     merged = PreparePlan(
@@ -712,7 +757,8 @@ def merge_prepared(
     start = time.perf_counter()
     commands = [*(plan.command for plan in plans), merged.command]
     card = _card_text(merged, sources, commands)
-    split_rows = assemble(sources, first.features, out, card, progress, _build_settings(first))
+    with output_lock(out):
+        split_rows = assemble(sources, first.features, out, card, progress, _build_settings(first))
     return BuildReport(
         builder=f"{first.builder} (merge)",
         out=out,

@@ -51,10 +51,9 @@ from .datasets_common import (
     check_num_proc,
     count_row,
     empty_stats,
-    execute_plan,
     face_features,
     file_fingerprint,
-    finish_build,
+    run_build,
     select_shard,
 )
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
@@ -616,5 +615,4 @@ def build_faceforensics(
         crop_scale=crop_scale,
         size=size,
     )
-    report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
-    return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)

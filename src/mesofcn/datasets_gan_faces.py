@@ -41,10 +41,9 @@ from .datasets_common import (
     check_num_proc,
     count_row,
     empty_stats,
-    execute_plan,
     face_features,
     file_fingerprint,
-    finish_build,
+    run_build,
     select_shard,
 )
 from .face_detection import FaceDetector, RetinaFaceDetector
@@ -306,5 +305,4 @@ def build_gan_faces(
         command=command or f"build_gan_faces({str(real)!r}, ..., {str(out)!r})",
     )
     processor = GanFacesProcessor(detector=detector, min_score=min_score, crop_scale=crop_scale, size=size)
-    report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
-    return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)

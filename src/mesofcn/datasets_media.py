@@ -38,11 +38,10 @@ from .datasets_common import (
     check_num_proc,
     count_row,
     empty_stats,
-    execute_plan,
     face_features,
     file_fingerprint,
-    finish_build,
     media_kind,
+    run_build,
     runs_of,
     sampled_frames,
     select_shard,
@@ -249,5 +248,4 @@ def build_media(
     processor = MediaProcessor(
         detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, every=every, max_frames=max_frames
     )
-    report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
-    return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)

@@ -52,11 +52,10 @@ from .datasets_common import (
     check_num_proc,
     count_row,
     empty_stats,
-    execute_plan,
     face_features,
     file_fingerprint,
-    finish_build,
     media_kind,
+    run_build,
     runs_of,
     sampled_frames,
     select_shard,
@@ -529,5 +528,4 @@ def build_self_blend(
         donor_probability=donor_probability,
         settings=SelfBlendSettings(downsample_probability=downsample_probability),
     )
-    report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
-    return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
