@@ -373,7 +373,8 @@ def _decode_frames(
                     yield _to_video_frame(frame, index, time_base, start, fps)
                 last_frame = frame
         except av.error.FFmpegError as error:
-            raise MediaError(path, f"video is corrupt: decoding failed after {decoded} frames ({error})") from error
+            problem = f"video is corrupt: decoding failed after {decoded} frames ({_reason(error)})"
+            raise MediaError(path, problem) from error
         if decoded == 0:
             raise MediaError(path, "video stream holds no decodable frames")
         _warn_if_short(path, decoded, int(stream.frames), last_wanted)
@@ -465,7 +466,7 @@ def _first_frame(
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as error:
-        raise MediaError(path, f"video is corrupt: the first frame cannot be decoded ({error})") from error
+        raise MediaError(path, f"video is corrupt: the first frame cannot be decoded ({_reason(error)})") from error
     raise MediaError(path, "video stream holds no decodable frames")
 
 
@@ -496,4 +497,9 @@ def _count_packets(path: str | os.PathLike[str]) -> int:
         try:
             return sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
         except av.error.FFmpegError as error:
-            raise MediaError(path, f"video is corrupt: demuxing failed ({error})") from error
+            raise MediaError(path, f"video is corrupt: demuxing failed ({_reason(error)})") from error
+
+
+def _reason(error: av.error.FFmpegError) -> str:
+    """FFmpeg's own words for an error ("Invalid data found when processing input"), without errno and file name."""
+    return error.strerror or str(error)
