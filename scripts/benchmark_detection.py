@@ -1,10 +1,26 @@
 #!/usr/bin/env python
 """
-End-to-end speed of `mesofcn detect` on one video: time per analysed frame split into decode / detect / crop /
-network, frames analysed per second through the pipeline with `--every 1` and with the default sampling, and the
-peak memory of each run (each run in its own process, so the peaks do not mix).
+End-to-end speed of `mesofcn detect` on one video, the full path beside the fast path in the same run, and how
+closely the fast path follows the full one.
+
+Speed (each run in its own process, so that peak memories do not mix):
+- `stages`: decode, detect at full resolution, crop and score each analysed frame one after the other, with the
+  time of each stage;
+- `full`: the pipeline as it was before the fast path: the detector on every analysed frame at full resolution,
+  all in one thread (`detect_every=1, detect_size=None, prefetch=0`);
+- `fast`: the pipeline with its defaults (the detector every few frames on a shrunk copy, optical flow between,
+  decoding, detection and cropping in a background thread).
+The ratio fast / full is the speed-up; all at `--every` (default 1, every frame).
+
+Accuracy (`--accuracy`, with a trained `--model`): the first seconds of several real videos analysed both ways
+(default: the shared real videos), with each fast-path face matched to the full path's face of the same frame:
+median box IoU, the longest run of frames where a full-path face has no fast-path match (IoU >= 0.5), and the
+difference of each track's mean P(fake).
+
+Memory (`--memory-minutes M`): peak memory of the fast path on an M-minute video made by looping the clip.
 
     python scripts/benchmark_detection.py ../shared/data/ffpp_mini/original_sequences/youtube/c23/videos/004.mp4
+    python scripts/benchmark_detection.py VIDEO --model CKPT --accuracy --json bench.json
 """
 
 from __future__ import annotations
@@ -12,11 +28,24 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+
+SHARED_DATA = Path(os.environ.get("MESOFCN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: Real videos of the accuracy check (relative to the shared data folder); those present are used.
+ACCURACY_VIDEOS = (
+    "ffpp_mini/original_sequences/youtube/c23/videos/004.mp4",
+    "ffpp_mini/original_sequences/youtube/c23/videos/519.mp4",
+    "real_videos",
+    "real_videos_extra",
+)
+FULL = {"detect_every": 1, "detect_size": None, "prefetch": 0}
 
 
 def random_checkpoint(folder: Path) -> str:
@@ -40,7 +69,7 @@ def load_pipeline(model: str, batch_size: int):
 
 
 def stage_times(model: str, video: str, every: int, batch_size: int) -> dict:
-    """Seconds per analysed frame for each stage, using the pipeline's own detector, processor and network."""
+    """The full path one stage after another, timed per stage (seconds per analysed frame)."""
     import torch
 
     from mesofcn.video import FrameSampling, iter_video_frames
@@ -49,6 +78,7 @@ def stage_times(model: str, video: str, every: int, batch_size: int) -> dict:
     totals = dict.fromkeys(("decode", "detect", "crop", "network"), 0.0)
     frames = faces = 0
     iterator = iter(iter_video_frames(video, FrameSampling(every=every)))
+    begin = time.perf_counter()
     while True:
         start = time.perf_counter()
         frame = next(iterator, None)
@@ -69,21 +99,26 @@ def stage_times(model: str, video: str, every: int, batch_size: int) -> dict:
         with torch.inference_mode():
             pipe.inference_model(pixels)
         totals["network"] += time.perf_counter() - start
-    per_frame = {stage: round(1000 * seconds / max(frames, 1), 2) for stage, seconds in totals.items()}
-    return {"frames": frames, "faces": faces, "ms_per_frame": per_frame}
+    seconds = time.perf_counter() - begin
+    return {
+        "frames_analysed": frames,
+        "faces": faces,
+        "seconds": round(seconds, 2),
+        "frames_per_second": round(frames / seconds, 2),
+        "ms_per_frame": {stage: round(1000 * value / max(frames, 1), 2) for stage, value in totals.items()},
+    }
 
 
-def end_to_end(model: str, video: str, every: int | None, batch_size: int) -> dict:
-    """Frames analysed per second through `pipeline(...)` (what `mesofcn detect` runs)."""
+def pipeline_run(model: str, video: str, every: int, batch_size: int, options: dict) -> dict:
+    """Frames analysed per second through `pipeline(...)` (what `mesofcn detect` runs) with `options`."""
     pipe = load_pipeline(model, batch_size)
-    options = {"every": every} if every else {}
     start = time.perf_counter()
-    report = pipe(video, **options)
+    report = pipe(video, every=every, **options)
     seconds = time.perf_counter() - start
     return {
-        "sampling": report["sampling"],
         "frames_analysed": report["frames_analysed"],
         "faces": len(report["faces"]),
+        "detections": report["detection"]["frames"],
         "seconds": round(seconds, 2),
         "frames_per_second": round(report["frames_analysed"] / seconds, 2),
     }
@@ -102,33 +137,217 @@ def _measure(function, *args) -> dict:
     return result
 
 
+def speed(model: str, video: str, every: int, batch_size: int) -> dict:
+    results = {
+        "stages": run_isolated(stage_times, model, video, every, batch_size),
+        "full": run_isolated(pipeline_run, model, video, every, batch_size, FULL),
+        "fast": run_isolated(pipeline_run, model, video, every, batch_size, {}),
+    }
+    results["speedup"] = round(results["fast"]["frames_per_second"] / results["full"]["frames_per_second"], 2)
+    return results
+
+
+def accuracy_videos(limit: int) -> list[Path]:
+    """Up to `limit` real videos of the shared data: the listed files, then the listed folders' videos."""
+    found: list[Path] = []
+    for entry in ACCURACY_VIDEOS:
+        path = SHARED_DATA / entry
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in {".mp4", ".avi", ".mov", ".webm"}))
+    return found[:limit]
+
+
+def cut_clip(source: Path, target: Path, seconds: float) -> Path:
+    """The first `seconds` of `source` as a near-lossless H.264 MP4 (CRF 12) at its frame rate."""
+    import av
+
+    from mesofcn.video import FrameSampling, iter_video_frames, probe_video
+
+    fps = probe_video(source).fps or 25.0
+    with av.open(str(target), "w") as output:
+        stream = None
+        for frame in iter_video_frames(source, FrameSampling(every=1)):
+            if frame.time >= seconds:
+                break
+            if stream is None:
+                stream = output.add_stream("libx264", rate=round(fps))
+                stream.width, stream.height = frame.image.shape[1] // 2 * 2, frame.image.shape[0] // 2 * 2
+                stream.pix_fmt, stream.options = "yuv420p", {"crf": "12", "preset": "veryfast"}
+            image = frame.image[: stream.height, : stream.width]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                output.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                output.mux(packet)
+    return target
+
+
+def compare_paths(model: str, clip: str, batch_size: int) -> dict:
+    """Full path vs fast path on one clip at every frame: box IoU, lost-face runs, track P(fake) differences."""
+    from mesofcn.tracking import box_iou
+
+    pipe = load_pipeline(model, batch_size)
+    full = pipe(clip, every=1, **FULL)
+    fast = pipe(clip, every=1)
+    fast_by_frame: dict[int, list[dict]] = {}
+    for face in fast["faces"]:
+        fast_by_frame.setdefault(face["frame_index"], []).append(face)
+    ious, differences, track_scores = [], [], {}
+    missing_run, longest_missing = {}, 0
+    for face in full["faces"]:
+        candidates = fast_by_frame.get(face["frame_index"], [])
+        best = max(candidates, key=lambda other: box_iou(face["box"], other["box"]), default=None)
+        iou = box_iou(face["box"], best["box"]) if best is not None else 0.0
+        track = face["track_id"]
+        if iou >= 0.5:
+            ious.append(iou)
+            differences.append(abs(face["score"] - best["score"]))
+            track_scores.setdefault(track, ([], []))
+            track_scores[track][0].append(face["score"])
+            track_scores[track][1].append(best["score"])
+            missing_run[track] = 0
+        else:
+            missing_run[track] = missing_run.get(track, 0) + 1
+            longest_missing = max(longest_missing, missing_run[track])
+    track_differences = [abs(np.mean(a) - np.mean(b)) for a, b in track_scores.values() if len(a) >= 5]
+    return {
+        "clip": Path(clip).name,
+        "frames": full["frames_analysed"],
+        "faces_full": len(full["faces"]),
+        "faces_fast": len(fast["faces"]),
+        "detections_fast": fast["detection"]["frames"],
+        "median_iou": round(float(np.median(ious)), 4) if ious else None,
+        "longest_lost_run": longest_missing,
+        "max_face_dp": round(float(max(differences)), 4) if differences else None,
+        "max_track_dp": round(float(max(track_differences)), 4) if track_differences else None,
+        "mean_track_dp": round(float(np.mean(track_differences)), 4) if track_differences else None,
+        "verdicts": [full["label"], fast["label"]],
+    }
+
+
+def accuracy(model: str, videos: list[Path], seconds: float, batch_size: int, folder: Path) -> dict:
+    rows = []
+    for number, video in enumerate(videos):
+        clip = cut_clip(video, folder / f"clip{number}.mp4", seconds)
+        row = compare_paths(model, str(clip), batch_size)
+        row["video"] = str(video.relative_to(SHARED_DATA) if video.is_relative_to(SHARED_DATA) else video)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    measured = [row for row in rows if row["median_iou"] is not None]
+    track_dps = [row for row in measured if row["mean_track_dp"] is not None]
+    return {
+        "videos": rows,
+        "median_iou": round(float(np.median([row["median_iou"] for row in measured])), 4),
+        "worst_median_iou": min(row["median_iou"] for row in measured),
+        "longest_lost_run": max(row["longest_lost_run"] for row in rows),
+        "mean_track_dp": round(float(np.mean([row["mean_track_dp"] for row in track_dps])), 4),
+        "max_track_dp": max(row["max_track_dp"] for row in track_dps),
+        "verdicts_agree": sum(row["verdicts"][0] == row["verdicts"][1] for row in rows),
+    }
+
+
+def looped_video(source: Path, target: Path, minutes: float, height: int = 1080) -> Path:
+    """An H.264 video of `minutes` made from `source`'s first 10 seconds scaled to `height` rows, encoded once and
+    then repeated packet by packet (no re-encoding), so that a long test video costs seconds to make."""
+    import av
+
+    clip = target.with_name("loop-unit.mp4")
+    with av.open(str(source)) as src, av.open(str(clip), "w") as output:
+        stream_in = src.streams.video[0]
+        fps = round(float(stream_in.average_rate or 25))
+        stream = output.add_stream("libx264", rate=fps)
+        stream.height = height
+        stream.width = round(stream_in.codec_context.width * height / stream_in.codec_context.height / 2) * 2
+        stream.pix_fmt, stream.options = "yuv420p", {"crf": "23", "preset": "veryfast", "g": str(fps * 10)}
+        for count, frame in enumerate(src.decode(stream_in)):
+            if count >= fps * 10:
+                break
+            scaled = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+            scaled.pts = None
+            for packet in stream.encode(scaled):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    with av.open(str(clip)) as unit, av.open(str(target), "w") as output:
+        stream_in = unit.streams.video[0]
+        stream = output.add_stream_from_template(stream_in)
+        packets = [packet for packet in unit.demux(stream_in) if packet.size]
+        span = max(p.pts for p in packets) + (packets[1].pts - packets[0].pts if len(packets) > 1 else 1)
+        repeats = max(1, round(minutes * 60 / float(span * stream_in.time_base)))
+        for repeat in range(repeats):
+            for packet in packets:
+                packet.pts, packet.dts = packet.pts + (span if repeat else 0), packet.dts + (span if repeat else 0)
+                packet.stream = stream
+                output.mux(packet)
+    clip.unlink()
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("video", help="a video file")
+    parser.add_argument("video", help="a video file (the speed runs)")
     parser.add_argument("--model", help="checkpoint folder (default: random Table I weights; same speed)")
+    parser.add_argument("--every", type=int, default=1, help="analyse every K-th frame (default 1)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")
+    parser.add_argument("--accuracy", action="store_true", help="fast vs full on real clips (needs a trained --model)")
+    parser.add_argument("--accuracy-videos", type=int, default=12, help="how many real videos (default 12)")
+    parser.add_argument("--accuracy-seconds", type=float, default=4.0, help="seconds of each (default 4)")
+    parser.add_argument("--memory-minutes", type=float, help="also: fast-path peak memory on a looped 1080p video")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.accuracy and not args.model:
+        parser.error("--accuracy needs a trained --model (random weights give near-constant scores)")
+    results: dict = {"video": args.video, "every": args.every, "load": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or random_checkpoint(Path(folder))
-        results = {
-            "video": args.video,
-            "stages_every_1": run_isolated(stage_times, model, args.video, 1, args.batch_size),
-            "end_to_end_every_1": run_isolated(end_to_end, model, args.video, 1, args.batch_size),
-            "end_to_end_default": run_isolated(end_to_end, model, args.video, None, args.batch_size),
-        }
-    stages = results["stages_every_1"]
-    print(f"{args.video}: {stages['frames']} frames, {stages['faces']} faces")
-    print("ms per analysed frame: " + ", ".join(f"{k} {v}" for k, v in stages["ms_per_frame"].items()))
-    for key in ("end_to_end_every_1", "end_to_end_default"):
-        run = results[key]
-        print(
-            f"{key}: {run['frames_analysed']} frames in {run['seconds']} s = {run['frames_per_second']} frames/s "
-            f"({run['sampling']}), peak memory {run['peak_rss_mib']} MiB"
-        )
+        if not args.no_speed:
+            results["speed"] = speed(model, args.video, args.every, args.batch_size)
+            print_speed(args.video, results["speed"])
+        if args.accuracy:
+            videos = accuracy_videos(args.accuracy_videos)
+            if not videos:
+                print(f"accuracy skipped: no real videos under {SHARED_DATA}")
+            else:
+                results["accuracy"] = accuracy(model, videos, args.accuracy_seconds, args.batch_size, Path(folder))
+                print_accuracy(results["accuracy"])
+        if args.memory_minutes:
+            long_video = looped_video(Path(args.video), Path(folder) / "long.mp4", args.memory_minutes)
+            results["memory"] = run_isolated(pipeline_run, model, str(long_video), 1, args.batch_size, {})
+            results["memory"]["minutes"] = args.memory_minutes
+            memory = results["memory"]
+            print(
+                f"memory: {args.memory_minutes:g}-minute 1080p video at --every 1: {memory['frames_analysed']} frames "
+                f"in {memory['seconds']} s, peak {memory['peak_rss_mib']} MiB"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def print_speed(video: str, speed_results: dict) -> None:
+    stages = speed_results["stages"]
+    print(f"{video}: {stages['frames_analysed']} analysed frames, {stages['faces']} faces")
+    print("stages, ms per analysed frame: " + ", ".join(f"{k} {v}" for k, v in stages["ms_per_frame"].items()))
+    for key in ("stages", "full", "fast"):
+        run = speed_results[key]
+        detections = f", detector on {run['detections']} frames" if "detections" in run else ""
+        print(
+            f"{key:16s} {run['frames_per_second']:7.2f} frames/s ({run['seconds']} s{detections}), "
+            f"peak memory {run['peak_rss_mib']} MiB"
+        )
+    print(f"fast / full: {speed_results['speedup']}x")
+
+
+def print_accuracy(summary: dict) -> None:
+    print(
+        f"accuracy on {len(summary['videos'])} real clips: median box IoU {summary['median_iou']} (worst clip "
+        f"{summary['worst_median_iou']}), longest run of frames with a face lost {summary['longest_lost_run']}, "
+        f"track mean P(fake) difference mean {summary['mean_track_dp']} / max {summary['max_track_dp']}, "
+        f"verdicts agree on {summary['verdicts_agree']} of {len(summary['videos'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -293,8 +293,8 @@ def test_cli_json_report_and_overlay_on_two_face_video(capsys, tmp_path, fake_ch
     report = reports[0]
     expected_keys = {
         "path", "media", "label", "score", "threshold", "verdict_track", "verdict_rule", "frames_analysed",
-        "frame_size", "fps", "duration", "sampling", "limits", "tracks", "model", "detector", "mesofcn_version",
-        "elapsed_seconds", "overlay",
+        "frame_size", "fps", "duration", "sampling", "limits", "detection", "tracks", "model", "detector",
+        "mesofcn_version", "elapsed_seconds", "overlay",
     }  # fmt: skip
     assert set(report) == expected_keys
     assert report["path"] == str(video) and report["media"] == "video"
@@ -307,6 +307,7 @@ def test_cli_json_report_and_overlay_on_two_face_video(capsys, tmp_path, fake_ch
     assert report["fps"] == 25.0
     assert is_number(report["duration"]) and abs(report["duration"] - NUM_FRAMES / 25) < 0.05
     assert report["sampling"] == {"mode": "every", "every": 5}
+    assert report["detection"] == {"every": 5, "size": None, "frames": 5}  # every-5 sampling: every frame
     assert report["model"] == str(fake_checkpoint) and report["detector"] == "retinaface-mobilenet0.25"
     assert report["mesofcn_version"] == __version__
     assert is_number(report["elapsed_seconds"]) and 0 < report["elapsed_seconds"] < 120

@@ -69,7 +69,11 @@ def test_video_report_tracks_one_face_over_sampled_frames(detect_fake, face_vide
     xs = [frame["box"][0] for frame in track["frames"]]
     assert abs((xs[-1] - xs[0]) - 32) <= 4, xs  # the face drifts 2 px per frame
     assert report["label"] == "fake" and "heatmap" not in report["faces"][0]
-    assert report["faces"][0]["patch_map"].dtype == np.float16  # bounded memory for long videos
+    assert "patch_map" not in report["faces"][0]  # maps are dropped as they come: memory bounded for long videos
+    with_maps = detect_fake(str(face_video), every=4, return_patch_maps=True)
+    assert all(face["patch_map"].shape == (49, 49) for face in with_maps["faces"])
+    assert with_maps["faces"][0]["patch_map"].dtype == np.float16  # half precision where they are kept
+    assert [face["score"] for face in with_maps["faces"]] == [face["score"] for face in report["faces"]]
     evenly = detect_fake(str(face_video), num_frames=3)
     assert evenly["analysed_frames"] == [0, 10, 19]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .app import add_serve_parser
-from .cli_arguments import MODEL_HELP, add_limit_arguments, positive_int, probability
+from .cli_arguments import MODEL_HELP, add_detection_arguments, add_limit_arguments, positive_int, probability
 from .cli_calibrate import add_calibrate_parser
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
@@ -92,6 +92,7 @@ def add_detect_parser(commands) -> None:
     )
     detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    add_detection_arguments(detect)
     add_limit_arguments(detect)
     detect.add_argument("--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(handler=run_detect)
@@ -174,6 +175,11 @@ def detect_call_options(args: argparse.Namespace) -> dict:
         call_options.update(every=args.every, num_frames=args.frames)
     # Limits not given (None) keep the pipeline's defaults; parsers without them (e.g. evaluate --dataset) too.
     call_options.update(max_pixels=getattr(args, "max_pixels", None), max_duration=getattr(args, "max_duration", None))
+    # Detection settings not given keep the pipeline's defaults; --detect-size 0 means full resolution.
+    if getattr(args, "detect_every", None) is not None:
+        call_options["detect_every"] = args.detect_every
+    if getattr(args, "detect_size", None) is not None:
+        call_options["detect_size"] = args.detect_size or None
     return call_options
 
 
@@ -251,7 +257,8 @@ def analyse_input(
 
     start = time.perf_counter()
     try:
-        report = detector(path, **call_options)
+        # An overlay draws each face's map: keep them for it (otherwise a video's maps are dropped as they come).
+        report = detector(path, **call_options, **({"return_patch_maps": True} if overlay is not None else {}))
         if overlay is not None:
             report["overlay"] = str(write_overlay(report, overlay, quiet=quiet))
         if plot is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .video import DEFAULT_MAX_DURATION, DEFAULT_MAX_PIXELS
+from .video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE
 
 #: Help of the `--model` option of the commands that analyse media the way `mesofcn detect` does.
 MODEL_HELP = (
@@ -58,6 +59,35 @@ def add_limit_arguments(group) -> None:
     )
 
 
+def detect_size(text: str) -> int:
+    """A detection size: 0 (full resolution) or at least 32 pixels."""
+    value = int(text)
+    if value != 0 and value < 32:
+        raise argparse.ArgumentTypeError(f"must be 0 (full resolution) or >= 32 pixels, got {text}")
+    return value
+
+
+def add_detection_arguments(group) -> None:
+    """`--detect-every` and `--detect-size`: how often and at what size the face detector sees a video's frames
+    (mesofcn.video_faces). Unset: the pipeline's defaults."""
+    group.add_argument(
+        "--detect-every",
+        type=positive_int,
+        metavar="N",
+        help="run the face detector at least every N video frames and follow the faces by optical flow in between "
+        f"(default {DEFAULT_DETECT_EVERY}; frames sampled N or more apart are all detected; 1: detect every "
+        "analysed frame); it also runs at once on a cut or when a face is lost",
+    )
+    group.add_argument(
+        "--detect-size",
+        type=detect_size,
+        metavar="PIXELS",
+        help="the face detector sees video frames shrunk to this longer side, faster on large frames but blind "
+        "to faces under about 16 pixels of the shrunk frame and less sure of borderline ones (default "
+        f"{DEFAULT_DETECT_SIZE or 0}: full resolution); images are always searched at full resolution",
+    )
+
+
 def probability(text: str) -> float:
     """A number between 0 and 1 (thresholds)."""
     value = float(text)
@@ -68,7 +98,9 @@ def probability(text: str) -> float:
 
 __all__ = [
     "MODEL_HELP",
+    "add_detection_arguments",
     "add_limit_arguments",
+    "detect_size",
     "non_negative_float",
     "non_negative_int",
     "positive_int",

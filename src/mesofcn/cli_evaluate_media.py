@@ -16,7 +16,7 @@ import io
 import sys
 from pathlib import Path
 
-from .cli_arguments import add_limit_arguments, positive_int, probability
+from .cli_arguments import add_detection_arguments, add_limit_arguments, positive_int, probability
 from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 
 RESULTS_FILE, PREDICTIONS_FILE, ROC_FILE, SCORES_FILE = "results.json", "predictions.csv", "roc.png", "scores.png"
@@ -31,6 +31,8 @@ MEDIA_ONLY = {
     "frames": "--frames",
     "max_pixels": "--max-pixels",
     "max_duration": "--max-duration",
+    "detect_every": "--detect-every",
+    "detect_size": "--detect-size",
 }
 #: Dataset-mode options without a default that --media ignores.
 DATASET_ONLY = {"task": "--task", "mixed_precision": "--mixed_precision"}
@@ -79,6 +81,7 @@ def add_media_analysis_arguments(group) -> None:
     )
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     group.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    add_detection_arguments(group)
     add_limit_arguments(group)
 
 

@@ -8,10 +8,12 @@ detector and record :attr:`FaceDetector.name` with any data set it produced.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
@@ -37,8 +39,10 @@ __all__ = [
     "DetectedFace",
     "FaceDetector",
     "RetinaFaceDetector",
+    "accepts_max_side",
     "available_face_detectors",
     "load_face_detector",
+    "shrink_to_max_side",
 ]
 
 #: Order of the rows of :attr:`DetectedFace.landmarks`. "left"/"right" are as seen in the image, not the
@@ -103,6 +107,14 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[DetectedFace]: ...
 
 
+def accepts_max_side(detector: FaceDetector) -> bool:
+    """Whether ``detector.detect`` takes ``max_side`` (detection on a shrunk copy, as RetinaFaceDetector does)."""
+    try:
+        return "max_side" in inspect.signature(detector.detect).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_image(image: np.ndarray) -> None:
     """Raise ValueError unless ``image`` is an RGB uint8 array of shape (H, W, 3) with H, W >= 1."""
     if not isinstance(image, np.ndarray):
@@ -146,22 +158,53 @@ class RetinaFaceDetector:
             f"num_threads={self.num_threads})"
         )
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """Detect faces in one RGB uint8 HxWx3 image; sorted by descending score."""
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[DetectedFace]:
+        """Detect faces in one RGB uint8 HxWx3 image; sorted by descending score.
+
+        ``max_side``: run the network on a copy shrunk so that its longer side is at most this many pixels (None:
+        full resolution). Boxes and landmarks come back in the coordinates of ``image``, and ``min_face_size``
+        still counts its pixels; faces under about 16 pixels of the shrunk copy are not found.
+        """
         _check_image(image)
-        batch = preprocess(image)  # (1, 3, H, W) float32, BGR minus the training mean
+        work, scale_x, scale_y = shrink_to_max_side(image, max_side)
+        batch = preprocess(work)  # (1, 3, H, W) float32, BGR minus the training mean
         boxes, scores, points = self._session.run(None, {"input": batch})
         faces = _decode(
             boxes[0],
             scores[0],
             points[0],
-            width=image.shape[1],
-            height=image.shape[0],
+            width=work.shape[1],
+            height=work.shape[0],
             min_score=self.min_score,
             nms_threshold=self.nms_threshold,
         )
+        if work is not image:
+            faces = [_rescale(face, scale_x, scale_y) for face in faces]
         faces = [face for face in faces if face.size >= self.min_face_size]
         return sorted(faces, key=lambda face: face.score, reverse=True)
+
+
+def shrink_to_max_side(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float, float]:
+    """``image`` shrunk (area averaging) so that its longer side is at most ``max_side``, with the factors that map
+    the copy's x and y back to the original; the image itself (factors 1) when it is small enough or ``max_side``
+    is None."""
+    height, width = image.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image, 1.0, 1.0
+    if max_side < 1:
+        raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
+    ratio = max_side / max(height, width)
+    new_width, new_height = max(1, round(width * ratio)), max(1, round(height * ratio))
+    small = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_AREA)
+    return small, width / new_width, height / new_height
+
+
+def _rescale(face: DetectedFace, scale_x: float, scale_y: float) -> DetectedFace:
+    """``face`` found in a shrunk copy, in the original image's pixel coordinates."""
+    x, y, w, h = face.box
+    landmarks = face.landmarks * np.array([scale_x, scale_y], dtype=np.float32)
+    box = (x * scale_x, y * scale_y, w * scale_x, h * scale_y)
+    return DetectedFace(box=box, landmarks=landmarks, score=face.score)
 
 
 def _validate_settings(min_score: float, min_face_size: int, num_threads: int | None) -> None:

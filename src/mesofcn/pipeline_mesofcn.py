@@ -16,6 +16,7 @@ from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
 from .media import load_image, media_kind
+from .prefetch import prefetch as run_ahead
 from .tracking import (
     DEFAULT_MIN_FACE_FRACTION,
     DEFAULT_MIN_TRACK_SHARE,
@@ -25,9 +26,13 @@ from .tracking import (
     summarize_track,
 )
 from .video import FrameSampling, MediaLimits, iter_video_frames, probe_video
+from .video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE, VideoFaceFinder, check_detection_settings
 
 #: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
 PIPELINE_PASSTHROUGH_KWARGS = frozenset({"timeout"})
+
+#: Analysed frames decoded, searched and cropped ahead of the network, in a background thread.
+DEFAULT_PREFETCH = 4
 
 #: P(fake) at or above which a face, a track or a video is called fake.
 DEFAULT_THRESHOLD = 0.5
@@ -47,8 +52,17 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
       `patch_map` (49x49 P(fake) per 31x31 patch) and, for images, `heatmap` (P(fake) at frame resolution).
 
     Videos are streamed (one decoded frame in memory at a time) and sampled every `every`-th frame (default 5,
-    the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). Faces from several
-    frames and inputs share batches of `batch_size`. Files over `max_pixels` per image or video frame (default
+    the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). In a video the face
+    detector runs at least every `detect_every` video frames (default 5), on a copy shrunk to `detect_size` pixels
+    (longer side; default None, full resolution) if asked, and faces are followed by optical flow in between (see
+    `mesofcn.video_faces`); `detect_every=1` detects every analysed frame.
+    Decoding, detection and cropping run in a background thread, up to `prefetch` frames (default 4; 0: in the
+    caller's thread) ahead of the network.
+    Faces from several frames and inputs share batches of `batch_size`. Per-face 49x49 maps (`patch_map`) are
+    kept for images, and for videos only with `return_patch_maps=True` or `return_heatmaps=True` (an overlay
+    needs them), so that memory does not grow with a video's length.
+
+    Files over `max_pixels` per image or video frame (default
     100,000,000) or `max_duration` seconds of video (default 4 hours; 0 lifts a limit) are refused with a
     `MediaError`, from the header before decoding where it tells (see `mesofcn.video.MediaLimits`); the report's
     `limits` records them.
@@ -105,6 +119,10 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         return_heatmaps: bool | None = None,
         min_face_fraction: float | None = None,
         min_track_share: float | None = None,
+        detect_every: int | None = None,
+        detect_size: int | None | str = "default",
+        return_patch_maps: bool | None = None,
+        prefetch: int | None = None,
         **kwargs,
     ):
         unknown = sorted(set(kwargs) - PIPELINE_PASSTHROUGH_KWARGS)
@@ -119,6 +137,20 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             preprocess["limits"] = MediaLimits.from_options(max_pixels, max_duration)
         if progress is not None:
             preprocess["progress"] = progress
+        if detect_every is not None:
+            preprocess["detect_every"] = detect_every
+        if detect_size != "default":
+            preprocess["detect_size"] = detect_size
+        if prefetch is not None:
+            if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+                raise ValueError(f"prefetch must be an integer >= 0 (frames), got {prefetch!r}")
+            preprocess["prefetch"] = prefetch
+        if return_patch_maps is not None or return_heatmaps:
+            preprocess["keep_maps"] = bool(return_patch_maps) or bool(return_heatmaps)
+        # Bad detection settings fail now, not in the middle of a video.
+        check_detection_settings(
+            preprocess.get("detect_every", DEFAULT_DETECT_EVERY), preprocess.get("detect_size", DEFAULT_DETECT_SIZE)
+        )
         postprocess = {}
         if threshold is not None:
             if not 0.0 <= threshold <= 1.0:
@@ -143,32 +175,50 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         max_faces: int | None = None,
         limits: MediaLimits | None = None,
         progress: bool = False,
+        detect_every: int = DEFAULT_DETECT_EVERY,
+        detect_size: int | None = DEFAULT_DETECT_SIZE,
+        keep_maps: bool | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
     ) -> Iterator[dict]:
         limits = limits or MediaLimits()
         source, frames = open_source(inputs, sampling or FrameSampling(), limits, progress)
+        video = source["media"] == "video"
+        finder = VideoFaceFinder(self.face_detector, detect_every if video else 1, detect_size if video else None)
         source["limits"] = limits.describe()
+        source["detection"] = {"every": finder.detect_every, "size": finder.detect_size} if video else None
+        keep_map = (not video) if keep_maps is None else keep_maps
         tracker = FaceTracker()
         pending = None
         analysed_frames = []
-        for index, time, image in frames:
+        work = self._faces_and_crops(frames, finder, max_faces)
+        for index, time, faces, pixel_values in run_ahead(work, prefetch) if prefetch else work:
             analysed_frames.append(index)
-            faces = self.face_detector.detect(image)[:max_faces]
             if not faces:
                 tracker.update([])
                 continue
             track_ids = tracker.update([face.box for face in faces])
-            pixel_values = self._crop_faces(image, faces)
             for face, track_id, pixels in zip(faces, track_ids, pixel_values, strict=True):
                 if pending is not None:
                     yield pending
                 meta = face_meta(face, track_id, index, time, self.image_processor.crop_scale)
-                pending = {"pixel_values": pixels[None], "face": meta, "source": None, "is_last": False}
+                pending = {"pixel_values": pixels[None], "face": meta, "keep_map": keep_map}
+                pending.update(source=None, is_last=False)
         source.update(frames_analysed=len(analysed_frames), analysed_frames=analysed_frames)
+        if video:
+            source["detection"]["frames"] = finder.detections
         if pending is None:  # no face anywhere: one placeholder so the input still gets a report
             size = self.image_processor.size.height
-            pending = {"pixel_values": torch.zeros(1, 3, size, size), "face": None}
+            pending = {"pixel_values": torch.zeros(1, 3, size, size), "face": None, "keep_map": False}
         pending.update(source=source, is_last=True)
         yield pending
+
+    def _faces_and_crops(
+        self, frames: Iterator[tuple[int, float, np.ndarray]], finder: VideoFaceFinder, max_faces: int | None
+    ) -> Iterator[tuple[int, float, list[DetectedFace], torch.Tensor | None]]:
+        """(index, time, faces, crops) per analysed frame: the work that runs ahead of the network."""
+        for index, time, image in frames:
+            faces = finder.faces(index, image)[:max_faces]
+            yield index, time, faces, self._crop_faces(image, faces) if faces else None
 
     def _crop_faces(self, image: np.ndarray, faces: list[DetectedFace]) -> torch.Tensor:
         """Normalized (N, 3, 128, 128) crops of one frame's faces, made by the checkpoint's processor."""
@@ -182,9 +232,13 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     def _forward(self, model_inputs: dict) -> dict:
         pixel_values = model_inputs["pixel_values"].to(device=self.device, dtype=self.model.dtype)
         outputs = self.inference_model(pixel_values)
+        keep = model_inputs["keep_map"]
+        keep = keep if isinstance(keep, list) else [keep]
+        maps = outputs.segmentation_logits.float().softmax(1)[:, 1]
         return {
             "p_fake": outputs.logits.float().softmax(-1)[:, 1],
-            "patch_map": outputs.segmentation_logits.float().softmax(1)[:, 1],
+            # A map per face only where it is kept (a list, so that a batch may mix kept and dropped maps).
+            "patch_map": [m if k else None for m, k in zip(maps, keep, strict=True)],
             # Per-face values pass through as given: lists when collated (batch_size > 1), bare otherwise.
             "face": model_inputs["face"],
             "source": model_inputs["source"],
@@ -207,9 +261,11 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             face = dict(unwrap(output["face"]))
             face["score"] = float(output["p_fake"].reshape(-1)[0])
             face["label"] = "fake" if face["score"] >= threshold else "real"
-            patch_map = output["patch_map"].reshape(output["patch_map"].shape[-2:]).numpy()
-            # Videos keep one map per analysed face until the report is built: half precision halves that memory.
-            face["patch_map"] = patch_map if source["media"] == "image" else patch_map.astype(np.float16)
+            patch_map = unwrap(output["patch_map"])
+            if patch_map is not None:
+                patch_map = patch_map.reshape(patch_map.shape[-2:]).numpy()
+                # Videos keep one map per analysed face until the report is built: half precision halves that.
+                face["patch_map"] = patch_map if source["media"] == "image" else patch_map.astype(np.float16)
             faces.append(face)
         if return_heatmaps if return_heatmaps is not None else source["media"] == "image":
             height, width = source["frame_size"][1], source["frame_size"][0]

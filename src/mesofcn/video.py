@@ -354,6 +354,9 @@ def _decode_frames(
     checked against ``limits`` (if any) before it is converted.
     """
     with container:
+        # Frame and slice threads (FFmpeg picks the count): H.264 rarely has slices, so frame threads are what
+        # spread its decoding over the cores; the frames are the same.
+        stream.thread_type = "AUTO"
         fps = _frame_rate(stream)
         time_base = stream.time_base
         start = max(stream.start_time or 0, 0)
