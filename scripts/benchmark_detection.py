@@ -33,6 +33,7 @@ import resource
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +266,7 @@ def looped_video(source: Path, target: Path, minutes: float, height: int = 1080)
             if count >= fps * 10:
                 break
             scaled = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
-            scaled.pts = None
+            scaled.pts, scaled.time_base = count, Fraction(1, fps)
             for packet in stream.encode(scaled):
                 output.mux(packet)
         for packet in stream.encode():
@@ -274,7 +275,7 @@ def looped_video(source: Path, target: Path, minutes: float, height: int = 1080)
         stream_in = unit.streams.video[0]
         stream = output.add_stream_from_template(stream_in)
         packets = [packet for packet in unit.demux(stream_in) if packet.size]
-        span = max(p.pts for p in packets) + (packets[1].pts - packets[0].pts if len(packets) > 1 else 1)
+        span = len(packets) * round(1 / (fps * stream_in.time_base))  # one unit's length, in time-base ticks
         repeats = max(1, round(minutes * 60 / float(span * stream_in.time_base)))
         for repeat in range(repeats):
             for packet in packets:
