@@ -267,3 +267,19 @@ def test_no_pickle_is_written_or_read(packed, monkeypatch):
     data = load_dataset_dict(packed)
     transformed = with_face_transform(data["train"], MesoFCNImageProcessor(crop_scale=1.3))
     assert transformed[:2]["pixel_values"][0].shape == (3, 128, 128)
+
+
+def test_evaluation_on_the_packed_copy_matches(sources, tmp_path, checkpoint_dir):
+    """`mesofcn evaluate` reads a packed folder too: the same results, predictions and mask-grid figure."""
+    from mesofcn.evaluation import evaluate_checkpoint
+
+    packed_ff = tmp_path / "ff_packed"
+    pack_datasets([sources[0]], packed_ff, progress=False)
+    original = evaluate_checkpoint(str(checkpoint_dir), sources[0], tmp_path / "a", split="test", progress=False)
+    restored = evaluate_checkpoint(str(checkpoint_dir), packed_ff, tmp_path / "b", split="test", progress=False)
+    different = {"dataset", "images_per_second"}  # the folder's name and the measured speed
+    assert {key: value for key, value in restored.items() if key not in different} == {
+        key: value for key, value in original.items() if key not in different
+    }
+    for name in ("predictions.csv", "masks_grid.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

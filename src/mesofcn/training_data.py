@@ -426,6 +426,14 @@ def normalize_pixels(pixels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return table[channels, pixels.long()]
 
 
+def row_image(dataset: Dataset, row: int):
+    """The stored crop of one row (a PIL image, or the uint8 array of a packed folder's row)."""
+    if all(column in dataset.column_names for column in PACKED_COLUMNS):
+        record = dataset.select_columns(list(PACKED_COLUMNS))[int(row)]
+        return read_packed_rows([record[PACKED_SPLIT_COLUMN]], [record[PACKED_ROW_COLUMN]])[0][0]
+    return dataset[int(row)]["image"]
+
+
 def make_dataloader(
     dataset: Dataset,
     batch_size: int,
@@ -472,6 +480,7 @@ __all__ = [
     "make_dataloader",
     "normalization_table",
     "normalize_pixels",
+    "row_image",
     "select_task_rows",
     "spread_subset",
     "task_row_indices",
