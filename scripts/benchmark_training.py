@@ -7,16 +7,20 @@ Does the accelerator wait for the data? Training speed in faces per second, side
    (PNG crops decoded every batch);
 3. the same Trainer on the same rows packed by `mesofcn prepare pack` (uint8 arrays read from memory maps);
 
+4. the Trainer's data loader alone (read, decode, augment, collate, to the device, normalize) for both formats: how
+   fast the data path could feed the network;
+
 each with its ratio to (1), plus the packed size on disk and of its compressed copy (--compress).
 
-    python scripts/benchmark_training.py                          # the default's datasets, CPU settings
-    python scripts/benchmark_training.py --steps 60 --json runs/pack/bench.json
+    python scripts/benchmark_training.py --work /tmp/bench            # the default's datasets, CPU settings
+    python scripts/benchmark_training.py --packed_dir PACKED --steps 60 --json bench.json
     python scripts/benchmark_training.py --mixed_precision bf16 --batch_size 256 --num_workers 8   # a GPU
 
 Defaults follow the default checkpoint's recipe (task sbi-any-all, --augment, batch 16, fp32: on an AVX2-only CPU
-bf16 is emulated and about 10x slower). The datasets default to runs/default/{blends,tools,ffpp_c23} where present;
-they are packed once into --work/packed (reused while its sources are the same folders). Timing starts after
---warmup steps and ends before the final validation; validation is limited to --eval_samples rows.
+bf16 is emulated and about 10x slower). The datasets default to /work/runs/default/{blends,tools,ffpp_c23} where
+present; they are packed once into --work/packed (reused while its sources are the same folders) unless --packed_dir
+names a packed copy of them. Timing starts after --warmup steps and ends before the final validation; validation is
+limited to --eval_samples rows. The machine's load average is printed: figures from a busy machine mean little.
 """
 
 from __future__ import annotations
@@ -115,30 +119,58 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
-    """Faces/s of the Trainer's steps warmup+1 .. warmup+steps (timed from the end of step `warmup` to the end of
-    the last step, so data loading and transfers count, the final validation and checkpoint do not)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    from mesofcn.training import train
-
+def train_argv(datasets: list[Path], output: Path, args: argparse.Namespace) -> list[str]:
     argv = ["--dataset_dir", *map(str, datasets), "--task", args.task, "--output_dir", str(output)]
     argv += ["--per_device_train_batch_size", str(args.batch_size), "--mixed_precision", args.mixed_precision]
     argv += ["--max_train_steps", str(args.warmup + args.steps), "--eval_steps", str(10**9), "--report_to", "none"]
     argv += ["--disable_tqdm", "--max_eval_samples", str(args.eval_samples), "--seed", "42"]
     argv += ["--dataloader_num_workers", str(args.num_workers), "--checkpointing_steps", str(10**9)]
-    argv += [] if args.no_augment else ["--augment"]
+    return argv + ([] if args.no_augment else ["--augment"])
+
+
+def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
+    """Faces/s of the Trainer's steps warmup+1 .. warmup+steps (timed from the end of step `warmup` to the end of
+    the last step, so data loading and transfers count, the final validation and checkpoint do not)."""
+    from mesofcn.training import train
+
     marks: dict[int, float] = {}
 
     def mark(trainer) -> None:
         synchronize()
         marks[trainer.state.global_step] = time.perf_counter()
 
-    train(build_train_parser().parse_args(argv), step_callback=mark)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    train(build_train_parser().parse_args(train_argv(datasets, output, args)), step_callback=mark)
+    reset_accelerate()
     first, last = args.warmup, args.warmup + args.steps
     return args.steps * args.batch_size / (marks[last] - marks[first])
+
+
+def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
+    """Faces/s of the Trainer's training data loader alone (read, decode, augment, collate, move to the device,
+    normalize), without the network: how fast the data path could feed it."""
+    from mesofcn.training import Trainer
+    from mesofcn.training_data import normalize_pixels
+
+    trainer = Trainer(build_train_parser().parse_args(train_argv(datasets, output, args)))
+    batches = iter(trainer.train_loader)
+    for _ in range(args.warmup):
+        next(batches)
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        normalize_pixels(next(batches)["pixel_values"], trainer.pixel_table)
+    synchronize()
+    rate = args.steps * args.batch_size / (time.perf_counter() - start)
+    del batches, trainer
+    reset_accelerate()
+    return rate
+
+
+def reset_accelerate() -> None:
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 def packed_copy(datasets: list[Path], work: Path, given: Path | None) -> tuple[Path, int, int | None]:
@@ -178,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_png:
             results["png"] = trainer_rate(datasets, Path(runs) / "png", args)
         results["packed"] = trainer_rate([packed], Path(runs) / "packed", args)
+        if not args.skip_png:
+            results["png_loader"] = loader_rate(datasets, Path(runs) / "png_loader", args)
+        results["packed_loader"] = loader_rate([packed], Path(runs) / "packed_loader", args)
     loads["end"] = load_average()
     names = {
         "pure": "pure forward/backward (synthetic tensors on the device)",
         "png": "trainer, DatasetDict folders (PNG)",
         "packed": "trainer, packed folder (uint8 arrays)",
+        "png_loader": "data loader alone, DatasetDict folders (PNG)",
+        "packed_loader": "data loader alone, packed folder",
     }
     print(
         f"device {device()}, {torch.get_num_threads()} threads, batch {args.batch_size}, mixed precision "
@@ -190,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         f"workers, {args.steps} timed steps after {args.warmup}; load average {loads['start']} -> {loads['end']}"
     )
     for key, rate in results.items():
-        print(f"  {names[key]:<58} {rate:10.1f} faces/s   {rate / results['pure']:6.1%} of pure")
+        print(f"  {names[key]:<58} {rate:10.2f} faces/s   {rate / results['pure']:6.1%} of pure")
     print(f"packed copy of {' '.join(map(str, datasets))}: {packed}")
     compressed = "none" if compressed_bytes is None else f"{compressed_bytes / 1e6:.1f} MB"
     print(f"  on disk {raw_bytes / 1e6:.1f} MB, compressed ({PACK_ARCHIVE}) {compressed}")
