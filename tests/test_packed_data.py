@@ -102,20 +102,24 @@ def test_round_trip_is_bit_exact(sources, packed):
         crop_scale_of_datasets([packed, sources[0].parent / "elsewhere"])
 
 
-@pytest.mark.parametrize("augment", [False, True])
-def test_packed_batches_equal_the_png_batches(sources, packed, augment):
+@pytest.mark.parametrize("augment, separately", [(False, False), (True, False), (True, True)])
+def test_packed_batches_equal_the_png_batches(sources, packed, augment, separately, tmp_path):
     """Same rows in the same order, same augmentation draws, same normalization (the uint8 batch normalized by the
-    table equals the processor's float32 values bit for bit)."""
+    table equals the processor's float32 values bit for bit); also with each folder packed on its own and the packed
+    folders joined at training time."""
     processor = MesoFCNImageProcessor(crop_scale=1.3)
     augmentation = FaceAugmentation() if augment else None
     original = load_splits_of_datasets(sources, ["train"])["train"]
     reference = make_dataloader(
         with_face_transform(original, processor, augmentation=augmentation, seed=3), 8, True, 0, 5
     )
+    if separately:
+        folders = [pack_datasets([source], tmp_path / source.name, progress=False).out for source in sources]
+        rows = load_splits_of_datasets(folders, ["train"])["train"]
+    else:
+        rows = load_dataset_dict(packed)["train"]
     loader = make_dataloader(
-        with_face_transform(
-            load_dataset_dict(packed)["train"], processor, augmentation=augmentation, seed=3, uint8_pixels=True
-        ),
+        with_face_transform(rows, processor, augmentation=augmentation, seed=3, uint8_pixels=True),
         8,
         True,
         0,
