@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -442,11 +442,13 @@ def _check_output_folder(out: Path) -> None:
 
 
 @contextmanager
-def output_lock(out: str | os.PathLike[str]) -> Iterator[None]:
+def output_lock(out: str | os.PathLike[str], check: Callable[[Path], None] | None = None) -> Iterator[None]:
     """Hold ``out``'s lock (creating the folder) while a build or merge writes there; PrepareError naming the
-    process that holds it when another one does. The lock is released when the block ends or the process dies."""
+    process that holds it when another one does. The lock is released when the block ends or the process dies.
+    ``check`` refuses an unsuitable folder first (default: anything but a builder output; ``prepare pack`` passes
+    its own)."""
     out = Path(out)
-    _check_output_folder(out)
+    (check or _check_output_folder)(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / _LOCK).open("a+") as handle:
         try:

@@ -41,6 +41,7 @@ from .training_data import (
     get_split,
     load_dataset_dict,
     make_dataloader,
+    row_image,
     select_task_rows,
     with_face_transform,
 )
@@ -185,7 +186,7 @@ def grid_examples(model, dataset, transformed, rows: list[int], accelerator) -> 
         outputs = model(pixel_values=pixel_values)
     size = pixel_values.shape[-1]
     return {
-        "faces": [resize_square(to_rgb_uint8(dataset[row]["image"]), size, Image.BILINEAR) for row in rows],
+        "faces": [resize_square(to_rgb_uint8(row_image(dataset, row)), size, Image.BILINEAR) for row in rows],
         "true_grids": [np.asarray(grid) for grid in batch["mask_labels"]],
         "predicted_grids": list(outputs.segmentation_logits.float().softmax(dim=1)[:, 1].cpu().numpy()),
         "labels": [int(label) for label in batch["labels"]],

@@ -64,6 +64,8 @@ from .training_data import (
     crop_scale_of_datasets,
     load_splits_of_datasets,
     make_dataloader,
+    normalization_table,
+    normalize_pixels,
     select_task_rows,
     spread_subset,
     with_face_transform,
@@ -247,8 +249,9 @@ class Trainer:
             train = balance_classes(train, args.seed)
         self.class_counts["train_balanced"] = class_counts(train)
         augmentation = FaceAugmentation() if args.augment else None
+        # Training batches carry uint8 pixels, normalized on the device by the processor's table (bit-identical).
         self.train_dataset = with_face_transform(
-            train, self.processor, self.config, augmentation=augmentation, seed=args.seed
+            train, self.processor, self.config, augmentation=augmentation, seed=args.seed, uint8_pixels=True
         )
         # Its random draws are numbered by batch; a resumed run restarts the numbering where the killed run was.
         self.train_transform: FaceBatchTransform = self.train_dataset.format["format_kwargs"]["transform"]
@@ -289,6 +292,7 @@ class Trainer:
             self.eval_dataset, args.per_device_eval_batch_size, False, args.dataloader_num_workers
         )
         prepared = self.accelerator.prepare(model, optimizer, train_loader, eval_loader, scheduler)
+        self.pixel_table = torch.from_numpy(normalization_table(self.processor)).to(self.accelerator.device)
         self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = prepared
         self.steps_per_epoch = math.ceil(len(self.train_loader) / args.gradient_accumulation_steps)
         self.max_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
@@ -346,6 +350,7 @@ class Trainer:
             tick = time.perf_counter()
             for batch in loader:
                 state.train_batches += 1
+                batch["pixel_values"] = normalize_pixels(batch["pixel_values"], self.pixel_table)
                 with accelerator.accumulate(self.model):
                     outputs = self.model(**batch)
                     accelerator.backward(outputs.loss)

@@ -1,0 +1,289 @@
+"""The packed training format (`mesofcn prepare pack`): bit-exact round trip, the same batches and losses as the
+PNG datasets, one-line errors for bad packed folders, and no pickle anywhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mesofcn import MesoFCNImageProcessor
+from mesofcn.augmentation import FaceAugmentation
+from mesofcn.cli import main as mesofcn
+from mesofcn.cli_training import build_train_parser
+from mesofcn.datasets_common import PrepareError, output_lock
+from mesofcn.datasets_pack import PACK_ARCHIVE, pack_datasets
+from mesofcn.modeling_mesofcn import MesoFCNForDeepfakeDetection
+from mesofcn.packed_data import PACK_INDEX, PACK_MARKER, PACKED_COLUMNS
+from mesofcn.training import TrainingError, train
+from mesofcn.training_data import (
+    DatasetError,
+    crop_scale_of_datasets,
+    load_dataset_dict,
+    load_splits_of_datasets,
+    make_dataloader,
+    normalization_table,
+    normalize_pixels,
+    with_face_transform,
+)
+from tests.face_datasets import build_face_dataset
+
+GAN_METHODS = ["real", "pgan", "stylegan"]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> list[Path]:
+    """Two tiny face-crop datasets with different method names (FF++ style, every third fake without a mask, and a
+    GAN-style one), cropped alike (crop_scale 1.3 in their build settings)."""
+    root = tmp_path_factory.mktemp("sources")
+    ff = build_face_dataset(root / "ff", compressions=("c23",), missing_fake_mask_every=3)
+    gan = build_face_dataset(
+        root / "gan",
+        fake_methods=("pgan",),
+        method_names=GAN_METHODS,
+        real_method="real",
+        split_videos={"train": 4, "validation": 2, "test": 2},
+        frames_per_video=3,
+    )
+    for folder in (ff, gan):
+        (folder / "mesofcn_build.json").write_text(json.dumps({"builder": "test", "crop_scale": 1.3, "size": 128}))
+    return [ff, gan]
+
+
+@pytest.fixture(scope="module")
+def packed(sources, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("packed") / "pack"
+    pack_datasets(sources, out, compress=True, progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    torch.use_deterministic_algorithms(False)
+
+
+def test_round_trip_is_bit_exact(sources, packed):
+    """Crops, binary masks (None kept apart from all-zero), labels and every metadata column come back exactly."""
+    original = load_splits_of_datasets(sources, ["train", "validation", "test"])
+    data = load_dataset_dict(packed)
+    assert list(data) == ["train", "validation", "test"]
+    for split, reference in original.items():
+        restored = data[split]
+        assert len(restored) == len(reference) and all(column in restored.column_names for column in PACKED_COLUMNS)
+        metadata = [name for name in reference.column_names if name not in ("image", "mask")]
+        assert restored.select_columns(metadata).features == reference.select_columns(metadata).features
+        assert restored.select_columns(metadata).to_dict() == reference.select_columns(metadata).to_dict()
+        folder = packed / split
+        images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+        masks = np.load(folder / "masks.npy", allow_pickle=False)
+        mask_index = np.load(folder / "mask_index.npy", allow_pickle=False)
+        for row, (image, mask) in enumerate(zip(reference["image"], reference["mask"], strict=True)):
+            assert np.array_equal(images[row], np.asarray(image))
+            if mask is None:
+                assert mask_index[row] == -1
+            else:
+                unpacked = np.unpackbits(masks[mask_index[row]], axis=-1, count=128)
+                assert np.array_equal(unpacked, (np.asarray(mask) > 0).astype(np.uint8))
+    # all-zero masks (the reals') share one stored entry; fakes without a mask have none
+    train_index = json.loads((packed / PACK_INDEX).read_text())["splits"]["train"]
+    assert train_index["masks"] < train_index["rows_with_mask"] < train_index["rows"]
+    assert crop_scale_of_datasets([packed]) == 1.3
+    with pytest.raises(DatasetError, match="different crop_scale"):
+        crop_scale_of_datasets([packed, sources[0].parent / "elsewhere"])
+
+
+@pytest.mark.parametrize("augment, separately", [(False, False), (True, False), (True, True)])
+def test_packed_batches_equal_the_png_batches(sources, packed, augment, separately, tmp_path):
+    """Same rows in the same order, same augmentation draws, same normalization (the uint8 batch normalized by the
+    table equals the processor's float32 values bit for bit); also with each folder packed on its own and the packed
+    folders joined at training time."""
+    processor = MesoFCNImageProcessor(crop_scale=1.3)
+    augmentation = FaceAugmentation() if augment else None
+    original = load_splits_of_datasets(sources, ["train"])["train"]
+    reference = make_dataloader(
+        with_face_transform(original, processor, augmentation=augmentation, seed=3), 8, True, 0, 5
+    )
+    if separately:
+        folders = [pack_datasets([source], tmp_path / source.name, progress=False).out for source in sources]
+        rows = load_splits_of_datasets(folders, ["train"])["train"]
+    else:
+        rows = load_dataset_dict(packed)["train"]
+    loader = make_dataloader(
+        with_face_transform(rows, processor, augmentation=augmentation, seed=3, uint8_pixels=True),
+        8,
+        True,
+        0,
+        5,
+    )
+    table = torch.from_numpy(normalization_table(processor))
+    count = 0
+    for expected, batch in zip(reference, loader, strict=True):
+        assert batch["pixel_values"].dtype == torch.uint8
+        assert torch.equal(normalize_pixels(batch["pixel_values"], table), expected["pixel_values"])
+        assert torch.equal(batch["labels"], expected["labels"]) and torch.equal(
+            batch["mask_labels"], expected["mask_labels"]
+        )
+        count += 1
+    assert count == len(reference) > 1
+
+
+def train_args(datasets: list[Path], output: Path, *extra: str) -> argparse.Namespace:
+    argv = ["--dataset_dir", *map(str, datasets), "--task", "ff-c23-df", "--output_dir", str(output)]
+    argv += ["--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "--seed", "7"]
+    argv += ["--max_train_steps", "4", "--eval_steps", "4", "--max_train_samples", "16", "--deterministic", *extra]
+    return build_train_parser().parse_args(argv)
+
+
+def test_training_on_the_packed_copy_gives_the_same_losses(sources, packed, tmp_path, monkeypatch):
+    """A few steps with --augment and --online_self_blend: every training loss is exactly equal (same inputs, same
+    deterministic CPU kernels; no tolerance needed), and so are the final weights."""
+    losses: list[float] = []
+    forward = MesoFCNForDeepfakeDetection.forward
+
+    def recording_forward(self, *args, **kwargs):
+        outputs = forward(self, *args, **kwargs)
+        if self.training:
+            losses.append(outputs.loss.item())
+        return outputs
+
+    monkeypatch.setattr(MesoFCNForDeepfakeDetection, "forward", recording_forward)
+    extra = ["--augment", "--online_self_blend"]
+    train(train_args([sources[0]], tmp_path / "png", *extra))
+    png_losses, losses[:] = list(losses), []
+    ff_only = tmp_path / "ff_packed"
+    pack_datasets([sources[0]], ff_only, progress=False)
+    train(train_args([ff_only], tmp_path / "packed", *extra))
+    assert len(png_losses) == 4 and losses == png_losses
+    reference = load_file(tmp_path / "png" / "final" / "model.safetensors")
+    weights = load_file(tmp_path / "packed" / "final" / "model.safetensors")
+    assert all(torch.equal(tensor, weights[key]) for key, tensor in reference.items())
+    # the processor saved with the checkpoint crops as the packed data was cropped
+    config = json.loads((tmp_path / "packed" / "final" / "preprocessor_config.json").read_text())
+    assert config["crop_scale"] == 1.3
+
+
+def test_bad_packed_folders_are_one_line_errors_naming_them(sources, packed, tmp_path):
+    def error_of(folder: Path) -> str:
+        with pytest.raises(DatasetError) as raised:
+            load_dataset_dict(folder)
+        message = str(raised.value)
+        assert "\n" not in message and str(folder) in message
+        return message
+
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / PACK_MARKER).touch()
+    (half / "train").mkdir()
+    assert "half-written" in error_of(half)
+
+    def copy_of(name: str) -> Path:
+        import shutil
+
+        target = tmp_path / name
+        shutil.copytree(packed, target, ignore=shutil.ignore_patterns(PACK_ARCHIVE, ".lock"))
+        return target
+
+    truncated = copy_of("truncated")
+    images = truncated / "train" / "images.npy"
+    images.write_bytes(images.read_bytes()[:-100])
+    assert "train/images.npy" in error_of(truncated)
+    flipped = copy_of("flipped")
+    raw = bytearray((flipped / "train" / "images.npy").read_bytes())
+    raw[-1] ^= 1
+    (flipped / "train" / "images.npy").write_bytes(bytes(raw))
+    assert "checksum" in error_of(flipped)
+    missing = copy_of("missing")
+    (missing / "validation" / "mask_index.npy").unlink()
+    assert "missing" in error_of(missing)
+    garbled = copy_of("garbled")
+    (garbled / PACK_INDEX).write_text("{not json")
+    assert "index" in error_of(garbled)
+    newer = copy_of("newer")
+    index = json.loads((newer / PACK_INDEX).read_text())
+    (newer / PACK_INDEX).write_text(json.dumps({**index, "version": 99}))
+    assert "version 99" in error_of(newer)
+    # training says the same in one line, and refuses packed and unpacked folders together
+    with pytest.raises(TrainingError, match="checksum"):
+        train(train_args([flipped], tmp_path / "o"))
+    with pytest.raises(TrainingError, match="pack them all together"):
+        train(train_args([packed, sources[0]], tmp_path / "o"))
+
+
+def test_pack_refuses_user_folders_other_writers_and_packed_sources(sources, packed, tmp_path, capsys):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(PrepareError, match="not a mesofcn prepare pack output"):
+        pack_datasets(sources, user, progress=False)
+    assert (user / "notes.txt").read_text() == "mine"
+    with pytest.raises(PrepareError, match="already a packed folder"):
+        pack_datasets([packed], tmp_path / "again", progress=False)
+    busy = tmp_path / "busy"
+    with output_lock(busy), pytest.raises(PrepareError, match="another mesofcn prepare is writing there"):
+        pack_datasets(sources, busy, progress=False)
+    assert mesofcn(["prepare", "pack", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) != 0
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "nope does not exist" in error
+
+
+def test_repacking_replaces_the_folder_and_the_cli_prints_sizes(sources, tmp_path, capsys):
+    out = tmp_path / "pack"
+    assert mesofcn(["prepare", "pack", *map(str, sources), "--out", str(out), "--compress", "--quiet"]) == 0
+    line = capsys.readouterr().out
+    assert "MB" in line and PACK_ARCHIVE in line and (out / PACK_ARCHIVE).is_file()
+    assert mesofcn(["prepare", "pack", str(sources[1]), "--out", str(out), "--quiet"]) == 0
+    assert not (out / PACK_ARCHIVE).exists()  # the old compressed copy no longer matched
+    assert len(load_dataset_dict(out)["train"]) == len(load_dataset_dict(sources[1])["train"])
+
+
+def test_the_compressed_copy_unpacks_into_a_usable_packed_folder(packed, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(packed / PACK_ARCHIVE) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    restored = load_dataset_dict(tmp_path / "unpacked")
+    assert len(restored["train"]) == len(load_dataset_dict(packed)["train"])
+
+
+def test_no_pickle_is_written_or_read(packed, monkeypatch):
+    """Every .npy opens with allow_pickle=False (no object arrays), and loading never calls pickle."""
+    import pickle
+
+    for path in packed.rglob("*.npy"):
+        assert np.load(path, allow_pickle=False).dtype != object
+    assert not [path for path in packed.rglob("*") if path.suffix in (".pkl", ".pickle", ".pt", ".bin")]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    data = load_dataset_dict(packed)
+    transformed = with_face_transform(data["train"], MesoFCNImageProcessor(crop_scale=1.3))
+    assert transformed[:2]["pixel_values"][0].shape == (3, 128, 128)
+
+
+def test_evaluation_on_the_packed_copy_matches(sources, tmp_path, checkpoint_dir):
+    """`mesofcn evaluate` reads a packed folder too: the same results, predictions and mask-grid figure."""
+    from mesofcn.evaluation import evaluate_checkpoint
+
+    packed_ff = tmp_path / "ff_packed"
+    pack_datasets([sources[0]], packed_ff, progress=False)
+    original = evaluate_checkpoint(str(checkpoint_dir), sources[0], tmp_path / "a", split="test", progress=False)
+    restored = evaluate_checkpoint(str(checkpoint_dir), packed_ff, tmp_path / "b", split="test", progress=False)
+    different = {"dataset", "images_per_second"}  # the folder's name and the measured speed
+    assert {key: value for key, value in restored.items() if key not in different} == {
+        key: value for key, value in original.items() if key not in different
+    }
+    for name in ("predictions.csv", "masks_grid.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
