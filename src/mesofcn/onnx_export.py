@@ -2,7 +2,8 @@
 Export a MesoFCN checkpoint to one self-contained ONNX file, fp32 or int8.
 
 fp32: the network with BatchNorm folded (`mesofcn.modeling_mesofcn_onnx.export_onnx_bytes`). int8: that graph
-statically quantized by ONNX Runtime (`quantize_static`, QDQ format, int8 per-channel weights, uint8 activations),
+statically quantized by ONNX Runtime (`quantize_static`, QDQ format, int8 per-channel weights in a 7-bit range, uint8
+activations, the two heads in float32),
 its activation ranges calibrated on real face crops made exactly as inference makes them (RetinaFace, then the
 checkpoint's own image processor). Metadata (see `METADATA_KEYS`) makes the file usable on its own. The file is
 written to a temporary name in the destination folder and renamed into place.
@@ -36,7 +37,9 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_METHOD = "minmax"
 #: Crops per calibration batch (and per batch of intermediate outputs the min/max calibrator reduces at once).
 CALIBRATION_BATCH = 16
-#: Which convolutions stay in float32 in an int8 export by default (see `quantize_int8`).
+#: Which convolutions stay in float32 in an int8 export by default (see `quantize_int8`): the two 1x1 heads, which
+#: cost ~0.1% of the compute; on the trained development checkpoint this halves the error of the segmentation map
+#: (mean |ΔP| per patch 0.0029 -> 0.0015) and leaves P(fake)'s (max 0.004, mean 0.001) as it is.
 DEFAULT_KEEP_FLOAT = ("heads",)
 KEEP_FLOAT_CHOICES = ("first", "heads")
 
