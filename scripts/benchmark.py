@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """
-Network speed of MesoFCN on this machine: faces per second at several batch sizes, fp32 and bf16, as loaded
-(channels-last input) and prepared for inference (BatchNorm folded, channels-last weights), beside the
-machine's own GEMM GFLOP/s, and how far bf16's P(fake) strays from fp32's.
+Network speed of MesoFCN on this machine, every back end side by side in one run: faces per second at several batch
+sizes for the plain torch network as loaded (the Table I network, channels-last input), torch prepared for inference
+(BatchNorm folded, channels-last weights) in fp32 and bf16, and ONNX Runtime fp32 and int8 (static QDQ, as
+`mesofcn export onnx --int8` makes it); the int8 / bf16 and int8 / fp32 speed ratios; the machine's own GEMM GFLOP/s;
+and how far P(fake) strays from torch fp32 (bf16 on random inputs; ONNX fp32 and int8 on real face crops from the
+shared data, when present). bf16 is measured even where the CPU has no native bf16 (then it is emulated and slow).
 
-    python scripts/benchmark.py                 # batches 1, 8, 32
+    python scripts/benchmark.py --model CKPT        # batches 1, 8, 32; a trained checkpoint gives meaningful P(fake)
     python scripts/benchmark.py --batch-sizes 32 --repeats 5 --json bench.json
+    python scripts/benchmark.py --repeats 1 --min-seconds 0.5 --calibration-crops 32   # a quick smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -18,9 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection
+from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.inference import bf16_supported, prepare_for_inference
 
 
@@ -54,18 +60,28 @@ def faces_per_second(
 ) -> float:
     """Median-free best throughput over `repeats` timed runs of at least `min_seconds` each (after warm-up)."""
     pixels = torch.randn(batch, 3, 128, 128, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    best = 0.0
     with torch.inference_mode():
-        model(pixels)
-        for _ in range(repeats):
-            count, start = 0, time.perf_counter()
-            while True:
-                model(pixels)
-                count += batch
-                elapsed = time.perf_counter() - start
-                if elapsed >= min_seconds:
-                    break
-            best = max(best, count / elapsed)
+        return best_throughput(lambda: model(pixels), batch, repeats, min_seconds)
+
+
+def onnx_faces_per_second(session, batch: int, repeats: int, min_seconds: float) -> float:
+    """The same measure for an onnxruntime session fed float32 numpy input (what MesoFCNOnnxModel feeds it)."""
+    pixels = {"pixel_values": np.random.default_rng(0).standard_normal((batch, 3, 128, 128), dtype=np.float32)}
+    return best_throughput(lambda: session.run(None, pixels), batch, repeats, min_seconds)
+
+
+def best_throughput(step, batch: int, repeats: int, min_seconds: float) -> float:
+    step()  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        count, start = 0, time.perf_counter()
+        while True:
+            step()
+            count += batch
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        best = max(best, count / elapsed)
     return best
 
 
@@ -81,12 +97,57 @@ def bf16_probability_gap(model: MesoFCNForDeepfakeDetection, faces: int = 64) ->
     return (p32 - p16).abs().max().item()
 
 
-def load_model(path: str | None) -> MesoFCNForDeepfakeDetection:
+def load_model(path: str | None) -> tuple[MesoFCNForDeepfakeDetection, MesoFCNImageProcessor]:
     """A checkpoint when given (realistic P(fake) spread), else the Table I network with random weights."""
     if path:
-        return MesoFCNForDeepfakeDetection.from_pretrained(path).eval()
+        return MesoFCNForDeepfakeDetection.from_pretrained(path).eval(), MesoFCNImageProcessor.from_pretrained(path)
     torch.manual_seed(0)
-    return MesoFCNForDeepfakeDetection(MesoFCNConfig()).eval()
+    return MesoFCNForDeepfakeDetection(MesoFCNConfig()).eval(), MesoFCNImageProcessor()
+
+
+def shared_data_dir() -> Path:
+    """`$MESOFCN_SHARED_DATA`, else `../shared/data` beside the repository (as the tests find it)."""
+    return Path(os.environ.get("MESOFCN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def real_face_crops(sources: list[Path], processor, count: int) -> np.ndarray | None:
+    """Up to `count` real face crops made as detection makes them, or None when no source folder exists."""
+    from mesofcn.onnx_export import collect_calibration_crops
+
+    present = [source for source in sources if source.is_dir()]
+    if not present:
+        return None
+    return collect_calibration_crops(present, processor, max_crops=count).pixel_values
+
+
+def onnx_sessions(model, calibration: np.ndarray, threads: int) -> dict:
+    """ONNX Runtime sessions of the fp32 export and of its int8 quantization (the export command's settings)."""
+    import onnxruntime as ort
+
+    from mesofcn.modeling_mesofcn_onnx import export_onnx_bytes, session_options
+    from mesofcn.onnx_export import quantize_int8
+
+    fp32 = export_onnx_bytes(model)
+    int8 = quantize_int8(fp32, calibration)
+    providers = ["CPUExecutionProvider"]
+    return {
+        name: ort.InferenceSession(data, sess_options=session_options(threads), providers=providers)
+        for name, data in (("fp32", fp32), ("int8", int8))
+    }
+
+
+def p_fake_differences(model, sessions: dict, crops: np.ndarray) -> dict:
+    """max and mean |P(fake) - P(fake) of torch fp32| of each ONNX session on `crops`."""
+    with torch.inference_mode():
+        reference = prepare_for_inference(model, "fp32")(torch.from_numpy(crops)).logits.softmax(-1)[:, 1].numpy()
+    differences = {"faces": len(crops), "p_fake_torch_fp32_std": round(float(reference.std()), 4)}
+    for name, session in sessions.items():
+        logits = np.concatenate(
+            [session.run(["logits"], {"pixel_values": crops[i : i + 32]})[0] for i in range(0, len(crops), 32)]
+        )
+        gap = np.abs(torch.from_numpy(logits).softmax(-1)[:, 1].numpy() - reference)
+        differences[f"onnx_{name}"] = {"max": round(float(gap.max()), 5), "mean": round(float(gap.mean()), 5)}
+    return differences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,20 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is reported")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum length of one timed run")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: torch's)")
+    parser.add_argument(
+        "--calibration-crops", type=int, default=None, help="int8 calibration crops (default: the export command's)"
+    )
+    parser.add_argument("--compare-crops", type=int, default=200, help="real face crops for the P(fake) comparison")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
 
-    model = load_model(args.model)
+    from mesofcn.onnx_export import DEFAULT_CALIBRATION_CROPS
+
+    model, processor = load_model(args.model)
     gflop = network_gflop(model.config, 128)
-    dtypes = [torch.float32] + ([torch.bfloat16] if bf16_supported() else [])
+    dtypes = [torch.float32, torch.bfloat16]
     report = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": threads,
             "torch": torch.__version__,
             "bf16_native": bf16_supported(),
         },
@@ -118,30 +186,85 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"MesoFCN network: {gflop:.2f} GFLOP per 128x128 face; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, bf16 native: {bf16_supported()}"
+        f"{threads} threads, bf16 native: {bf16_supported()}"
     )
+    if not bf16_supported():
+        print("note: this CPU has no native bf16 (no AVX512-BF16/AMX): torch bf16 below is emulated, hence slow")
     for name, value in report["gemm_gflops"].items():
         print(f"GEMM {name}: {value:.0f} GFLOP/s (ceiling: {value / gflop:.1f} faces/s at full GEMM efficiency)")
+
+    # int8 calibration: real faces (the export command's default source) when the shared data is here.
+    data = shared_data_dir()
+    calibration_count = args.calibration_crops or DEFAULT_CALIBRATION_CROPS
+    calibration = real_face_crops([data / "faces"], processor, calibration_count)
+    if calibration is None:
+        print(
+            f"note: no shared data at {data}: int8 is calibrated on random inputs (its speed holds, not its accuracy)"
+        )
+        calibration = np.random.default_rng(0).uniform(-1, 1, (32, 3, 128, 128)).astype(np.float32)
+    sessions = onnx_sessions(model, calibration, threads)
+    report["int8_calibration_crops"] = len(calibration)
+
+    def record(variant: str, dtype: str, batch: int, speed: float) -> None:
+        row = {
+            "variant": variant,
+            "dtype": dtype,
+            "batch": batch,
+            "faces_per_second": round(speed, 1),
+            "gflops": round(speed * gflop, 1),
+        }
+        report["results"].append(row)
+        print(f"{variant:<22}{dtype:<10}{batch:>6}{speed:>10.1f}{speed * gflop:>10.1f}", flush=True)
+
     print(f"{'variant':<22}{'dtype':<10}{'batch':>6}{'faces/s':>10}{'GFLOP/s':>10}")
     for dtype in dtypes:
-        variants = {"as loaded": model.to(dtype), "prepared (BN folded)": prepare_for_inference(model, dtype)}
+        label = str(dtype).removeprefix("torch.")
+        # A copy: Module.to() casts in place, and bf16-rounded weights would skew every later fp32 comparison.
+        variants = {
+            "torch as loaded": copy.deepcopy(model).to(dtype),
+            "torch prepared": prepare_for_inference(model, dtype),
+        }
         for variant, net in variants.items():
             for batch in args.batch_sizes:
-                speed = faces_per_second(net, batch, dtype, args.repeats, args.min_seconds)
-                row = {
-                    "variant": variant,
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "batch": batch,
-                    "faces_per_second": round(speed, 1),
-                    "gflops": round(speed * gflop, 1),
-                }
-                report["results"].append(row)
-                print(f"{variant:<22}{row['dtype']:<10}{batch:>6}{speed:>10.1f}{speed * gflop:>10.1f}")
-        model = model.float()
-    if torch.bfloat16 in dtypes:
-        gap = bf16_probability_gap(model)
-        report["bf16_max_abs_p_fake_difference"] = round(gap, 5)
-        print(f"bf16 vs fp32: largest |P(fake) difference| over 64 faces = {gap:.4f}")
+                record(variant, label, batch, faces_per_second(net, batch, dtype, args.repeats, args.min_seconds))
+    for name, session in sessions.items():
+        for batch in args.batch_sizes:
+            record("onnxruntime", name, batch, onnx_faces_per_second(session, batch, args.repeats, args.min_seconds))
+
+    speeds = {(row["variant"], row["dtype"], row["batch"]): row["faces_per_second"] for row in report["results"]}
+    report["int8_speed_ratios"] = []
+    print("int8 (onnxruntime) speed relative to:")
+    for batch in args.batch_sizes:
+        int8 = speeds[("onnxruntime", "int8", batch)]
+        ratios = {
+            "batch": batch,
+            "vs_torch_bf16": round(int8 / speeds[("torch prepared", "bfloat16", batch)], 2),
+            "vs_torch_fp32": round(int8 / speeds[("torch prepared", "float32", batch)], 2),
+            "vs_onnx_fp32": round(int8 / speeds[("onnxruntime", "fp32", batch)], 2),
+        }
+        report["int8_speed_ratios"].append(ratios)
+        print(
+            f"  batch {batch:>3}: {ratios['vs_torch_bf16']:.2f}x torch bf16, {ratios['vs_torch_fp32']:.2f}x torch "
+            f"fp32 (prepared), {ratios['vs_onnx_fp32']:.2f}x onnxruntime fp32"
+        )
+
+    gap = bf16_probability_gap(model)
+    report["bf16_max_abs_p_fake_difference"] = round(gap, 5)
+    print(f"bf16 vs fp32: largest |P(fake) difference| over 64 faces = {gap:.4f}")
+    crops = real_face_crops([data / "faces_extra", data / "real_videos"], processor, args.compare_crops)
+    if crops is None:
+        print(f"ONNX vs torch fp32 on real faces: skipped (no shared data at {data}; set MESOFCN_SHARED_DATA)")
+    else:
+        differences = p_fake_differences(model, sessions, crops)
+        report["onnx_p_fake_differences"] = differences
+        note = "" if args.model else " (random weights: P(fake) barely varies; pass --model for telling figures)"
+        print(
+            f"|P(fake) - torch fp32| on {differences['faces']} real face crops (faces_extra/, real_videos/; "
+            f"int8 calibrated on faces/){note}:"
+        )
+        for name in sessions:
+            figures = differences[f"onnx_{name}"]
+            print(f"  onnxruntime {name}: max {figures['max']:.5f}, mean {figures['mean']:.5f}")
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2))

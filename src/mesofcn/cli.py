@@ -15,6 +15,7 @@ from . import __version__
 from .app import add_serve_parser
 from .cli_arguments import MODEL_HELP, add_detection_arguments, add_limit_arguments, positive_int, probability
 from .cli_calibrate import add_calibrate_parser
+from .cli_export import add_export_parser
 from .cli_prepare import add_prepare_parser
 from .cli_training import add_evaluate_parser, add_train_parser
 from .demo import add_demo_parser
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_evaluate_parser(commands)
     add_calibrate_parser(commands)
+    add_export_parser(commands)
     add_demo_parser(commands)
     add_serve_parser(commands)
     return parser
@@ -93,15 +95,46 @@ def add_detect_parser(commands) -> None:
     detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
     add_detection_arguments(detect)
+    add_backend_arguments(detect)
     add_limit_arguments(detect)
     detect.add_argument("--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(handler=run_detect)
 
 
-def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_size: int):
+def add_backend_arguments(parser) -> None:
+    """`--backend` and `--threads` of the commands that run the network (detect)."""
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        help="what runs the network: torch (default for a checkpoint folder), or onnx: ONNX Runtime on the CPU "
+        "(a checkpoint folder is exported to fp32 ONNX in memory at start-up, a few seconds; an .onnx file given "
+        "to --model, e.g. an int8 one from `mesofcn export onnx`, always runs this way)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads of the network, either backend (default: torch's choice, e.g. from OMP_NUM_THREADS)",
+    )
+
+
+def is_onnx_file(model: str | None) -> bool:
+    """Whether `--model` names an ONNX file (by its .onnx extension) rather than a checkpoint folder or Hub id."""
+    return bool(model) and Path(model).suffix.lower() == ".onnx" and not Path(model).is_dir()
+
+
+def load_detection_pipeline(
+    model: str | None,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    backend: str | None = None,
+    threads: int | None = None,
+):
     """
-    The deepfake-detection pipeline for `model` (folder or Hub id; the default checkpoint when None, see
-    mesofcn.defaults), with a one-line error when it can't load (pickle weights are refused, naming the file).
+    The deepfake-detection pipeline for `model` (folder, Hub id or exported .onnx file; the default checkpoint when
+    None, see mesofcn.defaults), run by `backend` ("torch" by default, "onnx" for ONNX Runtime; an .onnx file
+    implies it), with a one-line error when it can't load (pickle weights are refused, naming the file).
     """
     from transformers import pipeline
 
@@ -110,6 +143,19 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
     from .modeling_mesofcn import PickleFileError, refuse_pickle_weights
     from .pipeline_mesofcn import DeepfakeDetectionPipeline
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    if is_onnx_file(model) or backend == "onnx":
+        check_onnx_options(model, device, dtype, backend)
+    if is_onnx_file(model):
+        from .modeling_mesofcn_onnx import OnnxModelError
+
+        try:
+            return DeepfakeDetectionPipeline.from_onnx(model, batch_size=batch_size, num_threads=threads)
+        except OnnxModelError as error:
+            raise CommandError(f"{model}: {error}") from error
     if not model:
         try:
             model = str(require_default_model())
@@ -120,7 +166,9 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
     except PickleFileError as error:
         raise CommandError(str(error)) from error
     if not Path(model).is_dir() and (Path(model).exists() or model.count("/") != 1):
-        raise CommandError(f"{model}: not a checkpoint folder or a Hub id of the form org/name")
+        raise CommandError(f"{model}: not a checkpoint folder, an .onnx file or a Hub id of the form org/name")
+    # Only the onnx backend is named to the pipeline: the default path stays exactly what it was.
+    backend_options = {"backend": "onnx", "num_threads": threads} if backend == "onnx" else {}
     try:
         return pipeline(
             "deepfake-detection",
@@ -130,9 +178,30 @@ def load_detection_pipeline(model: str | None, device: str, dtype: str, batch_si
             dtype=resolve_dtype(dtype),
             batch_size=batch_size,
             trust_remote_code=False,
+            **backend_options,
         )
+    except ImportError as error:  # the onnx backend's exporter needs the onnx package
+        raise CommandError(f'--backend onnx: {first_line(error)} (pip install "mesofcn[onnx]")') from error
     except Exception as error:  # transformers raises OSError, ValueError, KeyError... for unloadable checkpoints
         raise CommandError(f"{model}: cannot load this model ({first_line(error)})") from error
+
+
+def check_onnx_options(model: str | None, device: str, dtype: str, backend: str | None) -> None:
+    """The onnx backend runs on the CPU, at the file's own precision: other --device/--dtype/--backend are errors."""
+    import torch
+
+    if is_onnx_file(model) and backend == "torch":
+        raise CommandError(f"--backend torch: {model} is an ONNX file; it runs with --backend onnx")
+    try:
+        is_cpu = torch.device(device).type == "cpu"
+    except RuntimeError as error:
+        raise CommandError(f"--device {device}: {first_line(error)}") from error
+    if not is_cpu:
+        raise CommandError(f"--device {device}: the onnx backend runs on the CPU only; use --device cpu")
+    if dtype != "fp32":
+        raise CommandError(
+            f"--dtype {dtype}: the onnx backend runs fp32 (or an int8 file from `mesofcn export onnx --int8`)"
+        )
 
 
 def first_line(error: BaseException) -> str:
@@ -144,7 +213,9 @@ def run_detect(args: argparse.Namespace) -> int:
     # Bad output paths fail in one line before the model loads.
     overlay_paths = plan_outputs(args.inputs, args.overlay, "--overlay")
     plot_paths = plan_outputs(args.inputs, args.plot, "--plot", suffix=".png")
-    detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size)
+    detector = load_detection_pipeline(
+        args.model, args.device, args.dtype, args.batch_size, args.backend, args.threads
+    )
     call_options = detect_call_options(args)
     reports, failures = [], 0
     for path, overlay, plot in zip(args.inputs, overlay_paths, plot_paths, strict=True):
@@ -317,6 +388,7 @@ __all__ = [
     "detect_defaults",
     "detect_one",
     "first_line",
+    "is_onnx_file",
     "load_detection_pipeline",
     "main",
     "plan_outputs",

@@ -9,8 +9,9 @@ from .video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE
 
 #: Help of the `--model` option of the commands that analyse media the way `mesofcn detect` does.
 MODEL_HELP = (
-    "checkpoint folder or Hub id (resolved from the HF cache when offline); default: $MESOFCN_DEFAULT_MODEL "
-    "or the default model installed in the package (see the README)"
+    "checkpoint folder, Hub id (resolved from the HF cache when offline) or .onnx file written by `mesofcn export "
+    "onnx` (run by ONNX Runtime); default: $MESOFCN_DEFAULT_MODEL or the default model installed in the package "
+    "(see the README)"
 )
 
 

@@ -58,12 +58,14 @@ def add_calibrate_parser(commands) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     """Analyse the list, find the shift, write the calibrated checkpoint and its record; print the effect."""
     from .calibration import calibration_shift, fold_shift_into_classifier
-    from .cli import EXIT_OK, EXIT_SOME_FAILED, CommandError
+    from .cli import EXIT_OK, EXIT_SOME_FAILED, CommandError, is_onnx_file
     from .cli_evaluate_media import media_analyser, read_labels
     from .media_evaluation import analyse_items
 
     if args.out.exists():
         raise CommandError(f"--out {args.out}: already exists; choose a new folder")
+    if is_onnx_file(args.model):
+        raise CommandError(f"--model {args.model}: calibrate needs the checkpoint folder (its weights are rewritten)")
     items = read_labels(args)
     if not any(item.label == 0 for item in items):
         raise CommandError(f"{args.media}: no real items to calibrate on")

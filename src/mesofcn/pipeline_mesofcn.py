@@ -97,15 +97,56 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         face_detector: FaceDetector | str | None = None,
         min_face_score: float = 0.5,
         min_face_size: int = 20,
+        backend: str | None = None,
+        num_threads: int | None = None,
         **kwargs,
     ):
+        if backend not in (None, "torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         super().__init__(*args, **kwargs)
         if face_detector is None or isinstance(face_detector, str):
             face_detector = load_face_detector(
                 face_detector or "retinaface", min_score=min_face_score, min_face_size=min_face_size
             )
         self.face_detector = face_detector
-        self.inference_model = prepare_for_inference(self.model, dtype=self.model.dtype)
+        self.inference_model = self._inference_model(backend, num_threads)
+
+    def _inference_model(self, backend: str | None, num_threads: int | None):
+        """What `_forward` calls: the torch model prepared for inference (BatchNorm folded), or, for the onnx backend,
+        an ONNX Runtime session of it (see mesofcn.modeling_mesofcn_onnx; the model may be one already)."""
+        from .modeling_mesofcn_onnx import MesoFCNOnnxModel, check_onnx_device
+
+        if isinstance(self.model, MesoFCNOnnxModel):
+            if backend == "torch":
+                raise ValueError("an ONNX model runs with backend='onnx'")
+            return self.model
+        if backend != "onnx":
+            return prepare_for_inference(self.model, dtype=self.model.dtype)
+        check_onnx_device(self.device)
+        if self.model.dtype != torch.float32:
+            raise ValueError(f"the onnx backend runs float32 models, not {self.model.dtype}")
+        return MesoFCNOnnxModel.from_model(self.model, self.image_processor, num_threads=num_threads)
+
+    @property
+    def backend(self) -> str:
+        """ "onnx" when ONNX Runtime runs the network, else "torch"."""
+        from .modeling_mesofcn_onnx import MesoFCNOnnxModel
+
+        return "onnx" if isinstance(self.inference_model, MesoFCNOnnxModel) else "torch"
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, num_threads: int | None = None, **kwargs) -> DeepfakeDetectionPipeline:
+        """
+        The pipeline on an `.onnx` file written by `mesofcn export onnx` (fp32 or int8): model config and image
+        processor come from the file's metadata, ONNX Runtime runs it on the CPU. `kwargs` are the pipeline's
+        (`batch_size`, `face_detector`...). Raises mesofcn.modeling_mesofcn_onnx.OnnxModelError for a file that is
+        not a mesofcn export.
+        """
+        from .modeling_mesofcn_onnx import MesoFCNOnnxModel
+
+        model = MesoFCNOnnxModel.from_file(path, num_threads=num_threads)
+        kwargs.setdefault("device", "cpu")
+        return cls(model=model, image_processor=model.image_processor, task="deepfake-detection", **kwargs)
 
     def _sanitize_parameters(
         self,
