@@ -62,10 +62,14 @@ def random_checkpoint(folder: Path) -> str:
 
 
 def load_pipeline(model: str, batch_size: int):
+    """The pipeline on a checkpoint folder (torch) or on an `.onnx` file from `mesofcn export onnx` (ONNX Runtime)."""
     from transformers import pipeline
 
     import mesofcn  # noqa: F401  (registers the task)
+    from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
 
+    if model.endswith(".onnx"):
+        return DeepfakeDetectionPipeline.from_onnx(model, batch_size=batch_size)
     return pipeline("deepfake-detection", model=model, batch_size=batch_size, trust_remote_code=False)
 
 
@@ -289,7 +293,11 @@ def looped_video(source: Path, target: Path, minutes: float, height: int = 1080)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="a video file (the speed runs)")
-    parser.add_argument("--model", help="checkpoint folder (default: random Table I weights; same speed)")
+    parser.add_argument(
+        "--model",
+        help="checkpoint folder, or an .onnx file from `mesofcn export onnx` (e.g. --int8) run by ONNX Runtime "
+        "(default: random Table I weights; same speed)",
+    )
     parser.add_argument("--every", type=int, default=1, help="analyse every K-th frame (default 1)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")
