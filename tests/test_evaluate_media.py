@@ -70,7 +70,7 @@ def stand_in(monkeypatch):
     def install(scores: dict[str, float | None]) -> StandInDetector:
         detector = StandInDetector(scores)
 
-        def load(model, device, dtype, batch_size):
+        def load(model, device, dtype, batch_size, backend=None, threads=None):
             detector.loaded_with = (model, device, dtype, batch_size)
             return detector
 
