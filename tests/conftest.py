@@ -157,3 +157,15 @@ def detect_fake(fake_checkpoint):
     from transformers import pipeline
 
     return pipeline("deepfake-detection", model=str(fake_checkpoint), trust_remote_code=False, batch_size=4)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Each in-process run gets its own Accelerate state and leaves determinism switched off."""
+    import torch
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    torch.use_deterministic_algorithms(False)

@@ -31,6 +31,9 @@ from tests.face_datasets import build_face_dataset
 
 NOTHING = FaceAugmentation(0.0, 0.0, (0.5, 0.5), 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), 0.0, (90, 90))
 
+# Each in-process run gets its own Accelerate state (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
@@ -45,15 +48,6 @@ def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
         split_videos={"train": 6, "validation": 2},
     )
     return ff, sbi
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def train_split(path: Path):

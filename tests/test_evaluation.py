@@ -23,19 +23,13 @@ from tests.face_datasets import build_face_dataset
 
 OUTPUT_FILES = {"results.json", "predictions.csv", "pr_curve.png", "masks_grid.png"}
 
+# Each in-process run gets its own Accelerate state (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
     return build_face_dataset(tmp_path_factory.mktemp("eval") / "data", missing_fake_mask_every=4)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def test_evaluation_writes_every_file_with_consistent_numbers(checkpoint_dir, tiny_dataset, tmp_path):

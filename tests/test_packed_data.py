@@ -35,6 +35,9 @@ from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan"]
 
+# Each in-process run gets its own Accelerate state (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> list[Path]:
@@ -60,16 +63,6 @@ def packed(sources, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("packed") / "pack"
     pack_datasets(sources, out, compress=True, progress=False)
     return out
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    torch.use_deterministic_algorithms(False)
 
 
 def test_round_trip_is_bit_exact(sources, packed):

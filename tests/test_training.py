@@ -44,23 +44,15 @@ from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan", "stylegan3"]
 
+# Each in-process run gets its own Accelerate state (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 
 @pytest.fixture(scope="module")
 def ff_dataset(tmp_path_factory) -> Path:
     """Pristine, Deepfakes and Face2Face at c23 and c40; every third fake has no mask."""
     path = tmp_path_factory.mktemp("ff") / "data"
     return build_face_dataset(path, compressions=("c23", "c40"), missing_fake_mask_every=3)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each in-process run gets its own Accelerate state and leaves determinism switched off."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    torch.use_deterministic_algorithms(False)
 
 
 def pickles_in(run: Path) -> list[str]:

@@ -52,16 +52,16 @@ from .video import FrameSampling, is_image_path, is_video_path, iter_video_frame
 
 __all__ = [
     "BUILD_SETTINGS_FILE",
-    "LABEL_NAMES",
-    "MASK_SOURCES",
-    "MIN_FACE_SCORE",
-    "SPLITS",
     "BuildReport",
     "FaceCropper",
     "ItemProcessor",
     "ItemResult",
+    "LABEL_NAMES",
+    "MASK_SOURCES",
+    "MIN_FACE_SCORE",
     "PrepareError",
     "PreparePlan",
+    "SPLITS",
     "WorkDir",
     "WorkItem",
     "assemble",
@@ -79,6 +79,7 @@ __all__ = [
     "most_confident_face",
     "output_lock",
     "parse_shard",
+    "publish_staged",
     "run_build",
     "runs_of",
     "sampled_frames",
@@ -688,7 +689,7 @@ def assemble(
     (saved / BUILD_SETTINGS_FILE).write_text(json.dumps(settings or {}, indent=2, sort_keys=True) + "\n")
     rows = {split: len(data) for split, data in dataset.items()}
     del dataset, splits
-    _publish(saved, out, trash)
+    publish_staged(saved, out, trash)
     shutil.rmtree(staging, ignore_errors=True)
     return rows
 
@@ -714,18 +715,19 @@ def _concatenate(parts: list[tuple[tuple, str, Path]], schema: pa.Schema, target
             writer.write_table(table)
 
 
-def _publish(saved: Path, out: Path, trash: Path) -> None:
-    """Move the saved dataset into ``out``: drop the old marker first, move the parts, the new marker last."""
-    (out / _MARKER).unlink(missing_ok=True)
+def publish_staged(saved: Path, out: Path, trash: Path, marker: str = _MARKER) -> None:
+    """Move what was written in ``saved`` into ``out``: drop the old ``marker`` (the file that says the folder is
+    complete) first, move the parts (old ones of the same name to ``trash``), the new marker last."""
+    (out / marker).unlink(missing_ok=True)
     trash.mkdir(exist_ok=True)
     for entry in sorted(saved.iterdir()):
-        if entry.name == _MARKER:
+        if entry.name == marker:
             continue
         target = out / entry.name
         if target.exists():
             os.replace(target, trash / entry.name)
         os.replace(entry, target)
-    os.replace(saved / _MARKER, out / _MARKER)
+    os.replace(saved / marker, out / marker)
     shutil.rmtree(trash, ignore_errors=True)
 
 

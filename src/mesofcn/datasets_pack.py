@@ -27,7 +27,7 @@ from datasets import ClassLabel, Features, List, Value
 from PIL import Image
 
 from . import __version__
-from .datasets_common import BUILD_SETTINGS_FILE, PrepareError, output_lock
+from .datasets_common import BUILD_SETTINGS_FILE, PrepareError, output_lock, publish_staged
 from .packed_data import (
     IMAGES_FILE,
     MASK_INDEX_FILE,
@@ -309,15 +309,7 @@ def _publish(staging: Path, out: Path) -> None:
     for entry in out.iterdir():
         if entry.name not in keep:
             os.replace(entry, trash / entry.name)
-    for entry in sorted(staging.iterdir()):
-        if entry.name == PACK_INDEX:
-            continue
-        target = out / entry.name
-        if target.exists():
-            os.replace(target, trash / entry.name)
-        os.replace(entry, target)
-    os.replace(staging / PACK_INDEX, out / PACK_INDEX)
-    shutil.rmtree(trash, ignore_errors=True)
+    publish_staged(staging, out, trash, marker=PACK_INDEX)
     shutil.rmtree(staging, ignore_errors=True)
 
 
