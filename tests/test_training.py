@@ -345,6 +345,22 @@ def test_resume_refuses_an_accelerate_pickle_checkpoint_without_unpickling_it(ff
     assert "\n" not in str(caught.value) and not marker.exists()
 
 
+def test_max_train_minutes_stops_saves_and_resumes(ff_dataset, tmp_path):
+    """A time-boxed run stops after the step that passes its deadline with final/ and a resumable checkpoint; the
+    rerun without the limit continues to --max_train_steps."""
+    extra = ["--max_train_steps", "3", "--eval_steps", "2", "--max_train_samples", "8"]
+    extra += ["--per_device_train_batch_size", "4"]
+    output = tmp_path / "boxed"
+    boxed = train(train_args(ff_dataset, output, *extra, "--max_train_minutes", "1e-6"))
+    assert boxed.global_step == 1
+    assert (output / "final" / "model.safetensors").is_file()
+    assert [folder.name for folder in list_checkpoints(output / "checkpoints")] == ["step_00000001"]
+    resumed = train(train_args(ff_dataset, output, *extra, "--resume_from_checkpoint", "latest"))
+    assert resumed.global_step == 3
+    with pytest.raises(SystemExit):
+        train_args(ff_dataset, output, *extra, "--max_train_minutes", "0")
+
+
 def test_init_model_continues_from_a_finished_runs_weights(ff_dataset, tmp_path):
     from safetensors.torch import load_file
 

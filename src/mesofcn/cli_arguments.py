@@ -31,6 +31,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A number > 0 (durations, rates)."""
+    value = float(text)
+    if not value > 0.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """A number >= 0 (limits, where 0 lifts the limit)."""
     value = float(text)
@@ -104,6 +112,7 @@ __all__ = [
     "detect_size",
     "non_negative_float",
     "non_negative_int",
+    "positive_float",
     "positive_int",
     "probability",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .cli_arguments import positive_float
 from .cli_arguments import positive_int as _positive
 from .tasks import TASK_NAMES_HELP
 
@@ -73,6 +74,13 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
     )
     model.add_argument("--num_train_epochs", type=_positive, default=50, help="the paper: 50")
     model.add_argument("--max_train_steps", type=_positive, help="total optimizer steps; overrides --num_train_epochs")
+    model.add_argument(
+        "--max_train_minutes",
+        type=positive_float,
+        help="stop after this many minutes of training in this process, validating and saving final/ and a checkpoint "
+        "as at the last step (a time-boxed run on a lent GPU, or in a session that may be stopped); rerun with "
+        "--resume_from_checkpoint latest to continue",
+    )
     model.add_argument("--per_device_train_batch_size", type=_positive, default=32, help="not given by the paper")
     model.add_argument("--per_device_eval_batch_size", type=_positive, default=64, help="validation batch")
     model.add_argument("--gradient_accumulation_steps", type=_positive, default=1, help="batches per optimizer step")

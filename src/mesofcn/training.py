@@ -215,6 +215,9 @@ class Trainer:
         set_seed(args.seed, deterministic=args.deterministic)
         self.state = TrainingState()
         self.last_metrics: dict = {}
+        #: Set by --max_train_minutes: the monotonic time at which the loop stops, and whether it did.
+        self.deadline: float | None = None
+        self.stopped_for_time = False
         try:
             self.processor = MesoFCNImageProcessor(crop_scale=crop_scale_of_datasets(self.dataset_dirs))
         except DatasetError as error:
@@ -339,7 +342,8 @@ class Trainer:
         )
         loss_sums = torch.zeros(3, device=accelerator.device)
         loss_batches = 0
-        while state.global_step < self.max_steps:
+        self.deadline = None if args.max_train_minutes is None else time.monotonic() + 60.0 * args.max_train_minutes
+        while state.global_step < self.max_steps and not self.stopped_for_time:
             self.model.train()
             self.train_loader.set_epoch(state.epoch)
             loader = self.train_loader
@@ -372,11 +376,27 @@ class Trainer:
                 self._after_step()
                 if self.step_callback is not None:
                     self.step_callback(self)
-                if state.global_step >= self.max_steps:
+                if state.global_step >= self.max_steps or self._out_of_time():
                     break
                 tick = time.perf_counter()
         bar.close()
         return self._finish()
+
+    def _out_of_time(self) -> bool:
+        """Whether --max_train_minutes has run out (decided once for all processes, so that they stop together)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor(float(time.monotonic() >= self.deadline), device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            late = self.accelerator.reduce(late, reduction="sum")
+        self.stopped_for_time = bool(late.item() > 0)
+        if self.stopped_for_time and self.is_main:
+            logger.info(
+                "step %d: --max_train_minutes %g reached; stopping (rerun with --resume_from_checkpoint latest)",
+                self.state.global_step,
+                self.args.max_train_minutes,
+            )
+        return self.stopped_for_time
 
     def _after_step(self) -> None:
         """Epoch end (learning-rate decay), validation and checkpointing due after an optimizer step."""
