@@ -23,10 +23,10 @@ A packed folder holds::
     <split>/strings.json       text metadata columns (compression, video, detector, ...) as JSON lists
 
 Everything is read with ``np.load(..., allow_pickle=False)`` (arrays memory-mapped), ``json`` and, for JPEG crops, a
-memory map of raw bytes that OpenCV decodes: nothing is unpickled. JPEG crops are lossy (quality 90: a mean absolute
-error of about 1 gray level per channel on face crops), so a JPEG pack trains on slightly different pixels than its
-sources; masks and metadata stay exact. Version-1 indexes (all lossless packs, also the ones written now) and
-version-2 ones (JPEG) are read.
+memory map of raw bytes that OpenCV decodes: nothing is unpickled. JPEG crops are lossy (quality 90, on the default
+training set: a mean absolute error of 1.6 gray levels per channel, PSNR 40.6 dB, 4.3 KiB per crop against 48 KiB),
+so a JPEG pack trains on slightly different pixels than its sources; masks and metadata stay exact. Version-1
+indexes (all lossless packs, also the ones written now) and version-2 ones (JPEG) are read.
 
 Masks are kept as the binary 0/1 masks the processor makes of them (``binarize_mask``) at full
 resolution: training reads only their 49x49 label grid, but the flip of ``--augment`` moves that grid onto the other
