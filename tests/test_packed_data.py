@@ -249,15 +249,16 @@ def test_bad_packed_folders_are_one_line_errors_naming_them(sources, packed, tmp
     assert "version 99" in load_error(newer)
     # an index claiming JPEG crops it has not got (or in a version-1 index) is refused before any file is read
     jpeg = {"encoding": "jpeg", "quality": 90, "lossy": True}
-    for name, images, version, expected in [
-        ("webp", {"encoding": "webp"}, 1, "unknown crop encoding"),
-        ("quality", {**jpeg, "quality": 0}, 2, "unknown crop encoding"),
-        ("jpeg_v1", jpeg, 1, "JPEG crops in a version 1 index"),
-        ("no_blob", jpeg, 2, "image_offsets.npy"),
+    for name, changes, expected in [
+        ("webp", {"images": {"encoding": "webp"}}, "unknown crop encoding"),
+        ("quality", {"version": 2, "images": {**jpeg, "quality": 0}}, "unknown crop encoding"),
+        ("jpeg_v1", {"images": jpeg}, "JPEG crops in a version 1 index"),
+        ("no_size", {"version": 2, "images": jpeg, "size": None}, "JPEG crops of size None"),
+        ("no_blob", {"version": 2, "images": jpeg}, "image_offsets.npy"),
     ]:
         claim = copy_of(name)
         index = json.loads((claim / PACK_INDEX).read_text())
-        (claim / PACK_INDEX).write_text(json.dumps({**index, "version": version, "images": images}))
+        (claim / PACK_INDEX).write_text(json.dumps({**index, **changes}))
         assert expected in load_error(claim)
     # training says the same in one line, and refuses packed and unpacked folders together
     with pytest.raises(TrainingError, match="checksum"):

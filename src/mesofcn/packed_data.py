@@ -149,6 +149,8 @@ def image_encoding(index: dict) -> dict:
         raise ValueError(f"unknown crop encoding {entry!r}")
     if index.get("version") != PACK_VERSION:
         raise ValueError(f"JPEG crops in a version {index.get('version')!r} index")
+    if not isinstance(index.get("size"), int) or index["size"] < 1:
+        raise ValueError(f"JPEG crops of size {index.get('size')!r}")
     return entry
 
 
