@@ -113,6 +113,7 @@ __all__ = [
     "add_detection_arguments",
     "add_limit_arguments",
     "detect_size",
+    "jpeg_quality",
     "non_negative_float",
     "non_negative_int",
     "positive_int",
