@@ -1,5 +1,6 @@
 """The packed training format (`mesofcn prepare pack`): bit-exact round trip, the same batches and losses as the
-PNG datasets, one-line errors for bad packed folders, and no pickle anywhere."""
+PNG datasets, one-line errors for bad packed folders, and no pickle anywhere; with --jpeg-quality, lossy crops close
+to the originals beside exact masks and metadata, in a fraction of the bytes."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ from mesofcn.cli_training import build_train_parser
 from mesofcn.datasets_common import PrepareError, output_lock
 from mesofcn.datasets_pack import PACK_ARCHIVE, pack_datasets
 from mesofcn.modeling_mesofcn import MesoFCNForDeepfakeDetection
-from mesofcn.packed_data import PACK_INDEX, PACK_MARKER, PACKED_COLUMNS
+from mesofcn.packed_data import (
+    PACK_INDEX,
+    PACK_MARKER,
+    PACKED_COLUMNS,
+    PACKED_ROW_COLUMN,
+    PACKED_SPLIT_COLUMN,
+    PackedDataError,
+    combined_checksum,
+    read_packed_rows,
+    sha256_of,
+)
 from mesofcn.training import TrainingError, train
 from mesofcn.training_data import (
     DatasetError,
@@ -34,6 +45,9 @@ from mesofcn.training_data import (
 from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan"]
+#: Mean absolute error (gray levels per channel) of the synthetic test crops packed at JPEG quality 90: measured 3.17
+#: (their pixel noise of sigma 4 is what JPEG drops; real face crops come back closer), asserted with some margin.
+JPEG90_MAX_MAE = 3.5
 
 # Each in-process run gets its own Accelerate state (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -63,6 +77,45 @@ def packed(sources, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("packed") / "pack"
     pack_datasets(sources, out, compress=True, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def jpeg_packed(sources, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("jpeg_packed") / "pack"
+    pack_datasets(sources, out, progress=False, jpeg_quality=90)
+    return out
+
+
+def load_error(folder: Path, error: type[Exception] = DatasetError) -> str:
+    """The message loading `folder` fails with, checked to be one line naming the folder."""
+    with pytest.raises(error) as raised:
+        load_dataset_dict(folder)
+    message = str(raised.value)
+    assert "\n" not in message and str(folder) in message
+    return message
+
+
+def copy_pack(packed: Path, target: Path) -> Path:
+    """A copy of packed folder `packed` (without its zip) to alter."""
+    import shutil
+
+    shutil.copytree(packed, target, ignore=shutil.ignore_patterns(PACK_ARCHIVE, ".lock"))
+    return target
+
+
+def resign(folder: Path) -> None:
+    """Rewrite the index's sizes and checksums for the files as they are now, as if the altered folder had been
+    written so: only the format checks behind the checksums can refuse it."""
+    index = json.loads((folder / PACK_INDEX).read_text())
+    for name, entry in index["files"].items():
+        entry.update(bytes=(folder / name).stat().st_size, sha256=sha256_of(folder / name))
+    index["checksum"] = combined_checksum(index["files"])
+    (folder / PACK_INDEX).write_text(json.dumps(index))
+
+
+def packed_rows(split) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """The crops and masks of every row of a loaded packed split, as training reads them."""
+    return read_packed_rows(split[PACKED_SPLIT_COLUMN], split[PACKED_ROW_COLUMN])
 
 
 def test_round_trip_is_bit_exact(sources, packed):
@@ -166,45 +219,47 @@ def test_training_on_the_packed_copy_gives_the_same_losses(sources, packed, tmp_
 
 
 def test_bad_packed_folders_are_one_line_errors_naming_them(sources, packed, tmp_path):
-    def error_of(folder: Path) -> str:
-        with pytest.raises(DatasetError) as raised:
-            load_dataset_dict(folder)
-        message = str(raised.value)
-        assert "\n" not in message and str(folder) in message
-        return message
-
     half = tmp_path / "half"
     half.mkdir()
     (half / PACK_MARKER).touch()
     (half / "train").mkdir()
-    assert "half-written" in error_of(half)
+    assert "half-written" in load_error(half)
 
     def copy_of(name: str) -> Path:
-        import shutil
-
-        target = tmp_path / name
-        shutil.copytree(packed, target, ignore=shutil.ignore_patterns(PACK_ARCHIVE, ".lock"))
-        return target
+        return copy_pack(packed, tmp_path / name)
 
     truncated = copy_of("truncated")
     images = truncated / "train" / "images.npy"
     images.write_bytes(images.read_bytes()[:-100])
-    assert "train/images.npy" in error_of(truncated)
+    assert "train/images.npy" in load_error(truncated)
     flipped = copy_of("flipped")
     raw = bytearray((flipped / "train" / "images.npy").read_bytes())
     raw[-1] ^= 1
     (flipped / "train" / "images.npy").write_bytes(bytes(raw))
-    assert "checksum" in error_of(flipped)
+    assert "checksum" in load_error(flipped)
     missing = copy_of("missing")
     (missing / "validation" / "mask_index.npy").unlink()
-    assert "missing" in error_of(missing)
+    assert "missing" in load_error(missing)
     garbled = copy_of("garbled")
     (garbled / PACK_INDEX).write_text("{not json")
-    assert "index" in error_of(garbled)
+    assert "index" in load_error(garbled)
     newer = copy_of("newer")
     index = json.loads((newer / PACK_INDEX).read_text())
     (newer / PACK_INDEX).write_text(json.dumps({**index, "version": 99}))
-    assert "version 99" in error_of(newer)
+    assert "version 99" in load_error(newer)
+    # an index claiming JPEG crops it has not got (or in a version-1 index) is refused before any file is read
+    jpeg = {"encoding": "jpeg", "quality": 90, "lossy": True}
+    for name, changes, expected in [
+        ("webp", {"images": {"encoding": "webp"}}, "unknown crop encoding"),
+        ("quality", {"version": 2, "images": {**jpeg, "quality": 0}}, "unknown crop encoding"),
+        ("jpeg_v1", {"images": jpeg}, "JPEG crops in a version 1 index"),
+        ("no_size", {"version": 2, "images": jpeg, "size": None}, "JPEG crops of size None"),
+        ("no_blob", {"version": 2, "images": jpeg}, "image_offsets.npy"),
+    ]:
+        claim = copy_of(name)
+        index = json.loads((claim / PACK_INDEX).read_text())
+        (claim / PACK_INDEX).write_text(json.dumps({**index, **changes}))
+        assert expected in load_error(claim)
     # training says the same in one line, and refuses packed and unpacked folders together
     with pytest.raises(TrainingError, match="checksum"):
         train(train_args([flipped], tmp_path / "o"))
@@ -280,3 +335,114 @@ def test_evaluation_on_the_packed_copy_matches(sources, tmp_path, checkpoint_dir
     }
     for name in ("predictions.csv", "masks_grid.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_jpeg_pack_is_close_small_and_exact_where_it_must_be(sources, packed, jpeg_packed):
+    """Quality 90: the same rows, metadata and (bit-identical) masks as the lossless pack; crops within the measured
+    error; the crops' blob a small fraction of images.npy; the index and build settings say the crops are lossy."""
+    original = load_splits_of_datasets(sources, ["train", "validation", "test"])
+    exact, lossy = load_dataset_dict(packed), load_dataset_dict(jpeg_packed)
+    for split, reference in original.items():
+        assert len(lossy[split]) == len(reference) == len(exact[split])
+        metadata = [name for name in reference.column_names if name not in ("image", "mask")]
+        assert lossy[split].select_columns(metadata).to_dict() == reference.select_columns(metadata).to_dict()
+        crops, masks = packed_rows(lossy[split])
+        exact_crops, exact_masks = packed_rows(exact[split])
+        for crop, mask, exact_crop, exact_mask in zip(crops, masks, exact_crops, exact_masks, strict=True):
+            assert crop.shape == exact_crop.shape and crop.dtype == np.uint8
+            assert (mask is None and exact_mask is None) or np.array_equal(mask, exact_mask)
+        error = np.abs(np.stack(crops).astype(np.int16) - np.stack(exact_crops).astype(np.int16)).mean()
+        assert 0 < error < JPEG90_MAX_MAE, f"{split}: mean absolute error {error:.2f}"
+        for name in ("masks.npy", "mask_index.npy", "label.npy"):
+            assert (jpeg_packed / split / name).read_bytes() == (packed / split / name).read_bytes()
+        assert not (jpeg_packed / split / "images.npy").exists()
+        blob = (jpeg_packed / split / "images_jpeg.bin").stat().st_size
+        assert blob * 8 < (packed / split / "images.npy").stat().st_size  # measured 13.9x smaller
+        offsets = np.load(jpeg_packed / split / "image_offsets.npy", allow_pickle=False)
+        assert offsets.dtype == np.int64 and offsets.shape == (len(reference) + 1,) and offsets[-1] == blob
+    index = json.loads((jpeg_packed / PACK_INDEX).read_text())
+    assert index["version"] == 2 and index["images"] == {"encoding": "jpeg", "quality": 90, "lossy": True}
+    settings = json.loads((jpeg_packed / "mesofcn_build.json").read_text())
+    assert settings["lossy"] is True and settings["image_encoding"] == "jpeg" and settings["jpeg_quality"] == 90
+    assert crop_scale_of_datasets([jpeg_packed]) == 1.3
+
+
+def test_lossless_packs_stay_version_1_and_old_ones_load_bit_identically(packed, tmp_path):
+    """A pack without --jpeg-quality is written as before (version 1, images.npy), its index saying the crops are
+    exact; one written before the "images" entry existed loads, crops bit for bit equal to its images.npy."""
+    index = json.loads((packed / PACK_INDEX).read_text())
+    assert index["version"] == 1 and index["images"] == {"encoding": "uint8", "lossy": False}
+    old = copy_pack(packed, tmp_path / "old")
+    del index["images"]  # the index is not among its own checksummed files
+    (old / PACK_INDEX).write_text(json.dumps(index))
+    for split, data in load_dataset_dict(old).items():
+        crops, _ = packed_rows(data)
+        assert np.array_equal(np.stack(crops), np.load(old / split / "images.npy", allow_pickle=False))
+
+
+def test_broken_jpeg_packs_are_one_line_errors_naming_the_file(jpeg_packed, tmp_path):
+    """A truncated blob or altered offsets fail the size and checksum checks; offsets that fail the format checks
+    (even under a rewritten index) and undecodable bytes are refused naming the file."""
+    truncated = copy_pack(jpeg_packed, tmp_path / "truncated")
+    blob = truncated / "train" / "images_jpeg.bin"
+    blob.write_bytes(blob.read_bytes()[:-100])
+    assert "train/images_jpeg.bin" in load_error(truncated)
+    resign(truncated)  # same bytes, sizes and checksums rewritten: the offsets now run past the blob's end
+    message = load_error(truncated)
+    assert "train/image_offsets.npy" in message and "expected 0 to" in message
+
+    altered = copy_pack(jpeg_packed, tmp_path / "altered")
+    offsets_file = altered / "validation" / "image_offsets.npy"
+    offsets = np.load(offsets_file, allow_pickle=False)
+    np.save(offsets_file, offsets[[0, 2, 1, *range(3, len(offsets))]], allow_pickle=False)
+    assert "checksum" in load_error(altered)
+    resign(altered)
+    assert "validation/image_offsets.npy: offsets do not rise" in load_error(altered)
+    np.save(offsets_file, offsets[:-1], allow_pickle=False)
+    resign(altered)
+    assert f"validation/image_offsets.npy: shape ({len(offsets) - 1},) int64, expected ({len(offsets)},)" in (
+        load_error(altered)
+    )
+    np.save(offsets_file, offsets.astype(np.int32), allow_pickle=False)
+    resign(altered)
+    assert "int32, expected" in load_error(altered)
+
+    garbled = copy_pack(jpeg_packed, tmp_path / "garbled")
+    first = int(offsets[1])
+    raw = bytearray((garbled / "validation" / "images_jpeg.bin").read_bytes())
+    raw[:first] = bytes(first)  # row 0 zeroed: no JPEG any more
+    (garbled / "validation" / "images_jpeg.bin").write_bytes(bytes(raw))
+    resign(garbled)
+    data = load_dataset_dict(garbled)["validation"]  # offsets fine: found when the row is read
+    with pytest.raises(PackedDataError, match=r"validation/images_jpeg.bin: row 0 holds no JPEG") as raised:
+        packed_rows(data.select(range(2)))
+    assert "\n" not in str(raised.value)
+
+
+def test_an_invalid_jpeg_quality_is_refused(sources, tmp_path, capsys):
+    out = tmp_path / "pack"
+    for quality in ("0", "101", "ninety", "9.5"):
+        with pytest.raises(SystemExit) as raised:
+            mesofcn(["prepare", "pack", str(sources[0]), "--out", str(out), "--jpeg-quality", quality])
+        assert raised.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "--jpeg-quality" in error and "from 1 to 100" in error and quality in error
+    for quality in (0, 101, True):
+        with pytest.raises(PrepareError, match="JPEG quality must be an integer from 1 to 100"):
+            pack_datasets([sources[0]], out, progress=False, jpeg_quality=quality)
+    assert not out.exists()
+    assert mesofcn(["prepare", "pack", str(sources[0]), "--out", str(out), "--jpeg-quality", "85", "--quiet"]) == 0
+    assert "lossy JPEG crops, quality 85" in capsys.readouterr().out
+    assert json.loads((out / PACK_INDEX).read_text())["images"]["quality"] == 85
+
+
+def test_training_and_evaluation_run_on_a_jpeg_pack(jpeg_packed, tmp_path, checkpoint_dir):
+    """`mesofcn train` (with --augment and --online_self_blend) and `mesofcn evaluate` read a JPEG pack as they read
+    any packed folder."""
+    from mesofcn.evaluation import evaluate_checkpoint
+
+    train(train_args([jpeg_packed], tmp_path / "run", "--augment", "--online_self_blend"))
+    weights = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    results = evaluate_checkpoint(str(checkpoint_dir), jpeg_packed, tmp_path / "eval", split="test", progress=False)
+    assert (tmp_path / "eval" / "predictions.csv").is_file() and results

@@ -55,10 +55,21 @@ class FaceAugmentation:
 
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     """`image` (RGB) encoded as JPEG at `quality` and decoded again."""
-    ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return decode_jpeg(encode_jpeg(image, quality))
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB image as the bytes (1-D uint8 array) of an OpenCV JPEG at `quality` (1..100)."""
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("OpenCV could not JPEG-encode a face crop")
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+    return encoded.reshape(-1)
+
+
+def decode_jpeg(data: np.ndarray) -> np.ndarray | None:
+    """JPEG bytes (1-D uint8 array) as an (H, W, 3) uint8 RGB image; None when OpenCV cannot decode them."""
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return None if image is None else np.ascontiguousarray(image[..., ::-1])
 
 
 def landmarks_in_crop(
@@ -88,4 +99,4 @@ def blend_crop(
     return blend.image, blend.mask * np.uint8(255)
 
 
-__all__ = ["FaceAugmentation", "blend_crop", "jpeg_round_trip", "landmarks_in_crop"]
+__all__ = ["FaceAugmentation", "blend_crop", "decode_jpeg", "encode_jpeg", "jpeg_round_trip", "landmarks_in_crop"]

@@ -23,6 +23,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def jpeg_quality(text: str) -> int:
+    """A JPEG quality, an integer from 1 to 100 (OpenCV's IMWRITE_JPEG_QUALITY)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 100, got {text!r}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (limits, where 0 lifts the limit)."""
     value = int(text)
@@ -110,6 +121,7 @@ __all__ = [
     "add_detection_arguments",
     "add_limit_arguments",
     "detect_size",
+    "jpeg_quality",
     "non_negative_float",
     "non_negative_int",
     "positive_float",

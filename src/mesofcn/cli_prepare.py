@@ -10,7 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .cli_arguments import positive_int, probability
+from .cli_arguments import jpeg_quality, positive_int, probability
 from .compression import COMPRESSION_LEVELS, normalize_compression
 from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_shard
 from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
@@ -53,12 +53,14 @@ def add_prepare_parser(commands) -> None:
 def _add_pack(kinds) -> None:
     parser = kinds.add_parser(
         "pack",
-        help="face-crop datasets -> one packed folder of uint8 arrays that training reads without decoding PNGs",
+        help="face-crop datasets -> one packed folder of uint8 arrays (or JPEGs) that training reads without "
+        "decoding PNGs",
         description="Decode the crops of one or more face-crop DatasetDicts once into memory-mapped uint8 NumPy "
         "arrays (crops; binary masks bit-packed, rows without a mask marked; metadata columns as .npy/JSON) with a "
         "JSON index of counts, sources, crop scale and SHA-256 checksums. The folders are joined split by split as "
         "training joins them, so 'mesofcn train --dataset_dir OUT' trains on the same rows, in the same order, as "
-        "'--dataset_dir DATASET_DIR ...', and gets bit-identical batches. Nothing is pickled.",
+        "'--dataset_dir DATASET_DIR ...', and gets bit-identical batches. With --jpeg-quality the crops are stored as "
+        "JPEGs instead (lossy; masks and metadata stay exact). Nothing is pickled.",
     )
     parser.add_argument(
         "datasets", nargs="+", type=Path, metavar="DATASET_DIR", help="DatasetDicts written by mesofcn prepare"
@@ -69,6 +71,15 @@ def _add_pack(kinds) -> None:
         action="store_true",
         help="also write OUT/mesofcn_pack.zip, a deflate-compressed copy for uploading (unpack it with "
         "'python -m zipfile -e OUT/mesofcn_pack.zip DIR' and train on DIR)",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=jpeg_quality,
+        metavar="Q",
+        help="store the crops as OpenCV JPEGs of quality Q (1-100) in one file per split instead of exact uint8 "
+        "arrays: LOSSY (training then sees slightly different pixels; the index and mesofcn_build.json record it), "
+        "about a tenth of the size, for a copy that has to travel (90 or 85 are reasonable). Masks and metadata stay "
+        "exact; train and evaluate decode the crops themselves. Default: exact crops",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_prepare_pack)
@@ -379,7 +390,13 @@ def run_prepare_pack(args: argparse.Namespace) -> int:
     from .datasets_pack import pack_datasets
 
     try:
-        report = pack_datasets(args.datasets, args.out, compress=args.compress, progress=not args.quiet)
+        report = pack_datasets(
+            args.datasets,
+            args.out,
+            compress=args.compress,
+            progress=not args.quiet,
+            jpeg_quality=args.jpeg_quality,
+        )
     except PrepareError as error:
         raise CommandError(str(error)) from error
     print(report.summary_line())

@@ -42,7 +42,8 @@ def build_train_parser(parser: argparse.ArgumentParser | None = None) -> argpars
         nargs="+",
         help="DatasetDict(s) of face crops saved with save_to_disk; several are concatenated split by split. A folder "
         "written by 'mesofcn prepare pack' (found by its mesofcn_pack.json) gives the same batches without decoding "
-        "PNGs; pack all the folders of a run together",
+        "PNGs (one packed with --jpeg-quality: lossy crops, decoded per batch); pack all the folders of a run "
+        "together",
     )
     data.add_argument("--task", required=True, help=TASK_NAMES_HELP)
     data.add_argument("--train_split", default="train", help="split to train on")

@@ -7,6 +7,10 @@ order, method names as strings, shared columns only), so ``--dataset_dir PACKED`
 ``--dataset_dir A B C`` trains on. The sources must have been cropped alike (one ``crop_scale``); the packed folder
 records it in its own ``mesofcn_build.json``, which training checks like any dataset's.
 
+With ``jpeg_quality`` (``--jpeg-quality Q``) the crops are stored as OpenCV JPEGs of that quality in one blob per
+split instead of ``images.npy``: lossy (the index and ``mesofcn_build.json`` say so), about a tenth of the bytes, for a
+training set that has to travel; masks and metadata stay exact, and reading decodes the crops transparently.
+
 Writing holds the output folder's lock like every ``prepare`` build, writes into ``OUT/.staging`` and then moves the
 files into place with the index last: a reader never sees a half-written packed folder as finished.
 """
@@ -27,9 +31,14 @@ from datasets import ClassLabel, Features, List, Value
 from PIL import Image
 
 from . import __version__
+from .augmentation import encode_jpeg
 from .datasets_common import BUILD_SETTINGS_FILE, PrepareError, output_lock, publish_staged
 from .packed_data import (
     IMAGES_FILE,
+    JPEG_FILE,
+    JPEG_OFFSETS_FILE,
+    JPEG_QUALITIES,
+    LOSSLESS_PACK_VERSION,
     MASK_INDEX_FILE,
     MASKS_FILE,
     NO_MASK,
@@ -39,6 +48,7 @@ from .packed_data import (
     PACK_VERSION,
     STRINGS_FILE,
     combined_checksum,
+    images_entry,
     is_packed,
     sha256_of,
 )
@@ -71,10 +81,13 @@ class PackReport:
     bytes_compressed: int | None = None
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
+    jpeg_quality: int | None = None
 
     def summary_line(self) -> str:
         rows = ", ".join(f"{split} {count}" for split, count in self.rows.items())
-        text = f"packed {rows} rows from {len(self.sources)} folder(s) into {self.out}: {format_bytes(self.bytes_raw)}"
+        crops = "exact crops" if self.jpeg_quality is None else f"lossy JPEG crops, quality {self.jpeg_quality}"
+        text = f"packed {rows} rows ({crops}) from {len(self.sources)} folder(s) into {self.out}: "
+        text += format_bytes(self.bytes_raw)
         if self.bytes_compressed is not None:
             text += f"; compressed copy {self.out / PACK_ARCHIVE}: {format_bytes(self.bytes_compressed)}"
         return text + f" ({self.seconds:.1f} s)"
@@ -97,10 +110,14 @@ def pack_datasets(
     out: str | os.PathLike[str],
     compress: bool = False,
     progress: bool = True,
+    jpeg_quality: int | None = None,
 ) -> PackReport:
-    """Pack the face-crop DatasetDicts `dataset_dirs` into `out` (see the module docstring); PrepareError (one line)
-    for unusable sources or output folder."""
+    """Pack the face-crop DatasetDicts `dataset_dirs` into `out` (see the module docstring), the crops as exact uint8
+    arrays or, with `jpeg_quality` (1..100), as JPEGs; PrepareError (one line) for unusable sources, output folder or
+    quality."""
     start = time.perf_counter()
+    if jpeg_quality is not None and (isinstance(jpeg_quality, bool) or jpeg_quality not in JPEG_QUALITIES):
+        raise PrepareError(f"JPEG quality must be an integer from 1 to 100, got {jpeg_quality!r}")
     out = Path(out)
     sources = [Path(folder) for folder in dataset_dirs]
     for source in sources:
@@ -140,14 +157,19 @@ def pack_datasets(
         bar = tqdm(total=sum(len(data) for data in splits.values()), desc="packing", unit="face", disable=not progress)
         split_entries = {}
         for split, data in splits.items():
-            split_entries[split] = _write_split(data, staging / split, size, f"split {split!r} of {where}", bar)
+            writer = _crop_writer(staging / split, len(data), size, jpeg_quality)
+            split_entries[split] = _write_split(data, writer, size, f"split {split!r} of {where}", bar)
         bar.close()
+        images = images_entry(jpeg_quality)
         settings = {
             "builder": "pack",
             "crop_scale": crop_scale,
             "size": size,
             "sources": [str(source.resolve()) for source in sources],
             "source_settings": [_build_settings(source) for source in sources],
+            "image_encoding": images["encoding"],
+            "jpeg_quality": jpeg_quality,
+            "lossy": images["lossy"],
         }
         (staging / BUILD_SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         files = {
@@ -157,10 +179,11 @@ def pack_datasets(
         }
         index = {
             "format": PACK_FORMAT,
-            "version": PACK_VERSION,
+            "version": LOSSLESS_PACK_VERSION if jpeg_quality is None else PACK_VERSION,
             "mesofcn_version": __version__,
             "size": size,
             "crop_scale": crop_scale,
+            "images": images,
             "sources": settings["sources"],
             "splits": split_entries,
             "files": files,
@@ -183,6 +206,7 @@ def pack_datasets(
         bytes_compressed=bytes_compressed,
         seconds=time.perf_counter() - start,
         sources=settings["sources"],
+        jpeg_quality=jpeg_quality,
     )
 
 
@@ -202,11 +226,54 @@ def _crop_size(sources: list[Path]) -> int:
     return sizes.pop()
 
 
-def _write_split(data, folder: Path, size: int, where: str, bar) -> dict:
-    """Decode one split's crops and masks into the arrays of `folder`; its index entry."""
+class _ArrayCropWriter:
+    """Writes a split's crops, exactly, into images.npy (memory-mapped while writing)."""
+
+    def __init__(self, folder: Path, rows: int, size: int):
+        self.folder = folder
+        self.images = np.lib.format.open_memmap(
+            folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(rows, size, size, 3)
+        )
+
+    def write(self, row: int, crop: np.ndarray) -> None:
+        self.images[row] = crop
+
+    def close(self) -> None:
+        self.images.flush()
+        del self.images
+
+
+class _JpegCropWriter:
+    """Writes a split's crops, in row order, as JPEGs of `quality` into one blob, and their (N + 1) offsets."""
+
+    def __init__(self, folder: Path, rows: int, quality: int):
+        self.folder, self.quality = folder, quality
+        self.blob = (folder / JPEG_FILE).open("wb")
+        self.offsets = np.zeros(rows + 1, dtype=np.int64)
+
+    def write(self, row: int, crop: np.ndarray) -> None:
+        encoded = encode_jpeg(crop, self.quality)
+        self.blob.write(encoded.tobytes())
+        self.offsets[row + 1] = self.offsets[row] + len(encoded)
+
+    def close(self) -> None:
+        self.blob.close()
+        np.save(self.folder / JPEG_OFFSETS_FILE, self.offsets, allow_pickle=False)
+
+
+def _crop_writer(folder: Path, rows: int, size: int, jpeg_quality: int | None) -> _ArrayCropWriter | _JpegCropWriter:
+    """A new split folder and the writer of its crops (exact arrays, or JPEGs of `jpeg_quality`)."""
     folder.mkdir(parents=True)
+    return (
+        _ArrayCropWriter(folder, rows, size) if jpeg_quality is None else _JpegCropWriter(folder, rows, jpeg_quality)
+    )
+
+
+def _write_split(data, images: _ArrayCropWriter | _JpegCropWriter, size: int, where: str, bar) -> dict:
+    """Decode one split's crops (into `images`, in row order) and masks into the arrays of their folder; its index
+    entry."""
+    folder = images.folder
     rows = len(data)
-    images = np.lib.format.open_memmap(folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(rows, size, size, 3))
     mask_index = np.full(rows, NO_MASK, dtype=np.int32)
     masks: list[np.ndarray] = []
     empty_entry = None
@@ -217,7 +284,7 @@ def _write_split(data, folder: Path, size: int, where: str, bar) -> dict:
         chunk_masks = chunk["mask"] if has_mask else [None] * len(chunk["image"])
         for offset, (image, mask) in enumerate(zip(chunk["image"], chunk_masks, strict=True)):
             row = begin + offset
-            images[row] = _rgb_crop(image, size, f"{where}, row {row}")
+            images.write(row, _rgb_crop(image, size, f"{where}, row {row}"))
             if mask is None:
                 continue
             binary = _binary_mask(mask, size, f"{where}, row {row}")
@@ -230,8 +297,7 @@ def _write_split(data, folder: Path, size: int, where: str, bar) -> dict:
                 mask_index[row] = len(masks)
                 masks.append(np.packbits(binary, axis=-1))
         bar.update(len(chunk["image"]))
-    images.flush()
-    del images
+    images.close()
     packed_masks = np.stack(masks) if masks else np.zeros((0, size, (size + 7) // 8), dtype=np.uint8)
     np.save(folder / MASKS_FILE, packed_masks, allow_pickle=False)
     np.save(folder / MASK_INDEX_FILE, mask_index, allow_pickle=False)
