@@ -9,13 +9,19 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli_arguments import jpeg_quality, positive_int, probability
 from .compression import COMPRESSION_LEVELS, normalize_compression
-from .datasets_common import MIN_FACE_SCORE, BuildReport, PrepareError, parse_shard
-from .datasets_faceforensics import DEFAULT_METHODS, FFPP_METHODS
+from .datasets_settings import DEFAULT_METHODS, FFPP_METHODS, MIN_FACE_SCORE, parse_shard
 from .media_lists import MediaListError, media_list_paths
 from .video import MediaError
+
+if TYPE_CHECKING:
+    from .datasets_common import BuildReport
+
+# The builders (mesofcn.datasets_common and its users) import `datasets` and pyarrow: the handlers import them
+# when they run, so that building the `mesofcn` parser (every command's start-up) does not.
 
 __all__ = [
     "add_prepare_parser",
@@ -387,6 +393,7 @@ def run_prepare_merge(args: argparse.Namespace) -> int:
 
 def run_prepare_pack(args: argparse.Namespace) -> int:
     from .cli import CommandError
+    from .datasets_common import PrepareError
     from .datasets_pack import pack_datasets
 
     try:
@@ -406,6 +413,7 @@ def run_prepare_pack(args: argparse.Namespace) -> int:
 def _run(build, args: argparse.Namespace) -> int:
     """Run a build; input problems become one-line CommandErrors; print what was done and where it is."""
     from .cli import CommandError
+    from .datasets_common import PrepareError
 
     try:
         report: BuildReport = build()

@@ -23,9 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
+
+if TYPE_CHECKING:
+    import av.container
+
+# PyAV is imported by the functions that encode, not with this module: the CLI builds its parser from the
+# compression levels below without loading FFmpeg's libraries.
 
 __all__ = [
     "COMPRESSION_CRF",
@@ -95,6 +101,8 @@ def encode_video(
 
     Frames are consumed one at a time (a long video never sits in memory). All must have the first frame's size.
     """
+    import av  # lazy: see the note at the module's imports
+
     with av.open(str(path), mode="w", format="mp4") as container:
         return _encode(container, frames, h264_settings(crf, threads), fps)
 
@@ -107,6 +115,8 @@ def compress_frames(
     What a frame of an FF++ video at this CRF looks like: use it on a still image (a one-frame video) or on a
     short clip (inter-frame prediction then applies, as in FF++). CRF 0 / "raw" gives the input back exactly.
     """
+    import av  # lazy: see the note at the module's imports
+
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         count = _encode(container, frames, h264_settings(crf, threads), fps)
@@ -120,6 +130,8 @@ def compress_frames(
 
 def _encode(container: av.container.OutputContainer, frames: Iterable[np.ndarray], settings: H264Settings, fps) -> int:
     """Encode ``frames`` into an open output container; returns how many were written."""
+    import av  # lazy: see the note at the module's imports
+
     stream = None
     shape = None
     count = 0

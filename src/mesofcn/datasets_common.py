@@ -45,6 +45,7 @@ from datasets.utils import logging as datasets_logging
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from .datasets_settings import MIN_FACE_SCORE, parse_shard
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .image_processing_mesofcn import crop_face
 from .media import load_image
@@ -94,9 +95,6 @@ LABEL_NAMES: tuple[str, ...] = ("real", "fake")
 #: |fake - original| of the aligned frames, "whole-image" the whole image is what its label says (GAN faces: all
 #: zeros for a real photo, all ones for a generated image), "none" no mask (``mask`` is None; training ignores it).
 MASK_SOURCES: tuple[str, ...] = ("ffpp", "difference", "whole-image", "zeros", "self-blend", "none")
-#: Faces scoring below this are not used (one face per frame: the most confident one above it).
-MIN_FACE_SCORE = 0.5
-
 _FORMAT = 1
 _WORK = ".work"
 _PLAN = "plan.json"
@@ -335,17 +333,6 @@ class PreparePlan:
     def identity(self) -> dict[str, Any]:
         """What must match between a resumed run and the run that started the folder."""
         return {"builder": self.builder, "settings": self.settings, "features": self.features.to_dict()}
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> (i, n) with 0 <= i < n."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"a shard is written i/n (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n")
-    return index, count
 
 
 def select_shard(items: Sequence[WorkItem], shard: tuple[int, int] | None) -> list[WorkItem]:

@@ -56,6 +56,7 @@ from .datasets_common import (
     run_build,
     select_shard,
 )
+from .datasets_settings import DEFAULT_METHODS, FFPP_METHODS
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .video import FrameSampling, MediaError, VideoFrame, iter_video_frames, probe_video
 
@@ -76,20 +77,9 @@ __all__ = [
     "plan_faceforensics",
 ]
 
-#: Manipulation methods of FF++ (folder names under manipulated_sequences/).
-FFPP_METHODS: tuple[str, ...] = (
-    "Deepfakes",
-    "Face2Face",
-    "FaceSwap",
-    "NeuralTextures",
-    "FaceShifter",
-    "DeepFakeDetection",
-)
 #: The ``method`` ClassLabel: fixed, so datasets built with different --methods stay compatible.
 FFPP_METHOD_NAMES: tuple[str, ...] = ("pristine", *FFPP_METHODS)
 FFPP_FEATURES = face_features(FFPP_METHOD_NAMES)
-#: The paper's three methods.
-DEFAULT_METHODS: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap")
 
 #: A mask-video pixel is "manipulated" above this value (any channel). FF++'s masks are 0/255 (Deepfakes) or
 #: grey face renders whose darkest pixels are about 25 (NeuralTextures); H.264 ringing stays below it.

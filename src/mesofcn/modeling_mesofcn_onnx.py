@@ -15,15 +15,22 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from .configuration_mesofcn import MesoFCNConfig
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .inference import prepare_for_inference
 from .modeling_mesofcn import MesoFCNDetectionOutput, MesoFCNForDeepfakeDetection
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+# onnxruntime is imported where a session is made, not with this module: the CLI's parser (export's defaults in
+# mesofcn.onnx_export) and the pipeline's torch backend (which asks whether its model is a MesoFCNOnnxModel) import
+# this module without running ONNX.
 
 #: Name of the graph's input, and of its two outputs (the two heads), in the exported file.
 ONNX_INPUT_NAME = "pixel_values"
@@ -93,6 +100,8 @@ def export_onnx_bytes(model: MesoFCNForDeepfakeDetection) -> bytes:
 def session_options(num_threads: int | None = None) -> ort.SessionOptions:
     """CPU session settings: `num_threads` intra-op threads (default: torch's thread count, so `--threads`,
     `OMP_NUM_THREADS` and `torch.set_num_threads` apply to both backends alike), one inter-op thread."""
+    import onnxruntime as ort  # lazy: see the note at the module's imports
+
     if num_threads is not None and num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     options = ort.SessionOptions()
@@ -100,6 +109,13 @@ def session_options(num_threads: int | None = None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options
+
+
+def cpu_session(model: str | bytes, num_threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU provider for `model` (a file path or the bytes of a model)."""
+    import onnxruntime as ort  # lazy: see the note at the module's imports
+
+    return ort.InferenceSession(model, sess_options=session_options(num_threads), providers=["CPUExecutionProvider"])
 
 
 def check_onnx_device(device: str | torch.device | None) -> None:
@@ -142,9 +158,7 @@ class MesoFCNOnnxModel:
         num_threads: int | None = None,
     ) -> MesoFCNOnnxModel:
         """Export `model` to fp32 ONNX in memory and open it (a couple of seconds for the Table I network)."""
-        session = ort.InferenceSession(
-            export_onnx_bytes(model), sess_options=session_options(num_threads), providers=["CPUExecutionProvider"]
-        )
+        session = cpu_session(export_onnx_bytes(model), num_threads)
         name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
         return cls(session, model.config, image_processor, "fp32", str(name))
 
@@ -158,9 +172,7 @@ class MesoFCNOnnxModel:
         if not path.is_file():
             raise OnnxModelError("no such file" if not path.exists() else "not a file")
         try:
-            session = ort.InferenceSession(
-                str(path), sess_options=session_options(num_threads), providers=["CPUExecutionProvider"]
-            )
+            session = cpu_session(str(path), num_threads)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OnnxModelError(f"not a readable ONNX model ({reason})") from None
@@ -239,6 +251,7 @@ __all__ = [
     "MesoFCNOnnxModel",
     "OnnxModelError",
     "check_onnx_device",
+    "cpu_session",
     "export_onnx_bytes",
     "session_options",
 ]

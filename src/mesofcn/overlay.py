@@ -17,15 +17,21 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import av
-import av.container
-import av.video.stream
 import cv2
 import numpy as np
 from PIL import Image
 
 from .image_processing_mesofcn import to_rgb_uint8
+
+if TYPE_CHECKING:
+    import av
+    import av.container
+    import av.video.stream
+
+# PyAV is imported by the methods that write a video, not with this module: an image's overlay (a PNG) and
+# `mesofcn detect` on images never load FFmpeg's libraries.
 
 __all__ = [
     "FAKE_COLOR",
@@ -357,6 +363,8 @@ class VideoOverlayWriter:
         Raises:
             ValueError: the writer is closed, or the frame's size differs from the first frame's.
         """
+        import av  # lazy: see the note at the module's imports
+
         if self._closed:
             raise ValueError(f"{self.path}: the video writer is closed")
         image = _rgb_frame(frame_rgb)
@@ -402,6 +410,8 @@ class VideoOverlayWriter:
 
     def _start(self, size: tuple[int, int]) -> None:
         """Open the temporary container and the H.264 stream for frames of ``size`` (height, width)."""
+        import av  # lazy: see the note at the module's imports
+
         height, width = size
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = _reserve_temporary(self.path, self.path.suffix)

@@ -18,12 +18,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
-import av.container
-import av.error
-import av.video.stream
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
+    import av.container
+    import av.error
+    import av.video.stream
+
+# PyAV (FFmpeg's libraries) is imported by the functions that open or decode a video, not with this module:
+# `import mesofcn`, the CLI's start-up and image-only runs never load it.
 
 __all__ = [
     "DEFAULT_MAX_DURATION",
@@ -353,6 +359,8 @@ def _decode_frames(
     ``last_wanted`` (None: to the end) lets decoding stop once the last sampled frame is out; every decoded frame is
     checked against ``limits`` (if any) before it is converted.
     """
+    import av  # lazy: see the note at the module's imports
+
     with container:
         # Frame and slice threads (FFmpeg picks the count): H.264 rarely has slices, so frame threads are what
         # spread its decoding over the cores; the frames are the same.
@@ -444,6 +452,8 @@ def check_media_file(path: str | os.PathLike[str]) -> Path:
 
 def _open_video(path: str | os.PathLike[str]) -> av.container.InputContainer:
     """Open ``path`` for demuxing, turning every failure into a MediaError with a plain-words reason."""
+    import av  # lazy: see the note at the module's imports
+
     file = check_media_file(path)
     try:
         return av.open(str(file), mode="r")
@@ -465,6 +475,8 @@ def _first_frame(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str | os.PathLike[str]
 ) -> av.VideoFrame:
     """Decode the first frame (MediaError if there is none or it cannot be decoded)."""
+    import av  # lazy: see the note at the module's imports
+
     try:
         for frame in container.decode(stream):
             return frame
@@ -483,6 +495,8 @@ def _frame_rate(stream: av.video.stream.VideoStream) -> float | None:
 
 def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
     """Stream duration in seconds, else the container's; None if unknown."""
+    import av  # lazy: see the note at the module's imports
+
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -495,6 +509,8 @@ def _count_packets(path: str | os.PathLike[str]) -> int:
 
     Empty (flush) packets and packets the container marks as discarded (edit lists) are not counted.
     """
+    import av  # lazy: see the note at the module's imports
+
     with _open_video(path) as container:
         stream = _video_stream(container, path)
         try:
