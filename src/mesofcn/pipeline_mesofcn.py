@@ -51,11 +51,11 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     - `faces`: every face with `box` (x, y, w, h), `landmarks` (5 points), `score` (P(fake)), `label`,
       `patch_map` (49x49 P(fake) per 31x31 patch) and, for images, `heatmap` (P(fake) at frame resolution).
 
-    Videos are streamed (one decoded frame in memory at a time) and sampled every `every`-th frame (default 5,
-    the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). In a video the face
-    detector runs at least every `detect_every` video frames (default 5), on a copy shrunk to `detect_size` pixels
-    (longer side; default None, full resolution) if asked, and faces are followed by optical flow in between (see
-    `mesofcn.video_faces`); `detect_every=1` detects every analysed frame.
+    Videos are streamed (a few decoded frames in memory: the `prefetch` queue below) and sampled every `every`-th
+    frame (default 5, the paper's protocol) or at `num_frames` evenly spaced frames (DeepfakeBench uses 32). In a
+    video the face detector runs at least every `detect_every` video frames (default 5), on a copy shrunk to
+    `detect_size` pixels (longer side; default None, full resolution) if asked, and faces are followed by optical
+    flow in between (see `mesofcn.video_faces`); `detect_every=1` detects every analysed frame.
     Decoding, detection and cropping run in a background thread, up to `prefetch` frames (default 4; 0: in the
     caller's thread) ahead of the network.
     Faces from several frames and inputs share batches of `batch_size`. Per-face 49x49 maps (`patch_map`) are
