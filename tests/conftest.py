@@ -104,8 +104,15 @@ def fake_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def face_photo(shared_data) -> Path:
-    return shared_data / "faces" / "krasserm_lfw" / "Tony_Blair" / "Tony_Blair_0002.jpg"
+def face_photo(tmp_path_factory) -> Path:
+    """A real one-face photo that needs no shared data: scikit-image's astronaut (NASA, public domain) cut to
+    250x250 around her face, framed like an LFW photo, saved as JPEG."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.jpg"
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[16:266, 100:350])).save(path, quality=95)
+    return path
 
 
 @pytest.fixture(scope="session")
