@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .app import add_serve_parser
+from .atomic_files import write_json_atomic, write_text_atomic
 from .cli_arguments import MODEL_HELP, add_detection_arguments, add_limit_arguments, positive_int, probability
 from .cli_calibrate import add_calibrate_parser
 from .cli_export import add_export_parser
@@ -343,22 +343,6 @@ def analyse_input(
         return {"path": str(path), "error": message, "mesofcn_version": __version__}
     report["elapsed_seconds"] = round(time.perf_counter() - start, 3)
     return report
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary name beside `path`, then rename: never a half-written report."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary name beside `path`, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
