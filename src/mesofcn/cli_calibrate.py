@@ -57,7 +57,7 @@ def add_calibrate_parser(commands) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     """Analyse the list, find the shift, write the calibrated checkpoint and its record; print the effect."""
     from .calibration import calibration_shift, fold_shift_into_classifier
-    from .cli import EXIT_OK, EXIT_SOME_FAILED, CommandError, is_onnx_file
+    from .cli_common import EXIT_OK, EXIT_SOME_FAILED, CommandError, is_onnx_file
     from .cli_evaluate_media import media_analyser, read_labels
     from .media_evaluation import analyse_items
 
