@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
+from mesofcn.atomic_files import write_text_atomic
 from mesofcn.inference import bf16_supported, prepare_for_inference
 
 
@@ -266,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = differences[f"onnx_{name}"]
             print(f"  onnxruntime {name}: max {figures['max']:.5f}, mean {figures['mean']:.5f}")
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(args.json)
+        write_text_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

@@ -4,12 +4,13 @@ Evaluate a MesoFCN checkpoint on one split of a face-crop dataset (frame/video/s
 
     python scripts/evaluate_checkpoint.py --model O/best --dataset DATA --split test --out O/eval
 
-`mesofcn evaluate` runs the same code (mesofcn.evaluation); `accelerate launch` spreads it over several devices.
+This is `mesofcn evaluate` under another name (the same arguments, code, messages and exit codes);
+`accelerate launch` spreads it over several devices.
 """
 
 import sys
 
-from mesofcn.evaluation import main
+from mesofcn.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--tasks", nargs="+", help="only these tasks (default: every task the data allows)")
     parser.add_argument("--eval_split", default="test")
     parser.add_argument("--validation_split", default="validation")
-    parser.add_argument("--launcher", default=sys.executable, help="command that runs `-m mesofcn.training ...`")
+    parser.add_argument("--launcher", default=sys.executable, help="command that runs `-m mesofcn.cli train ...`")
     parser.add_argument("--eval_batch_size", type=int, default=64)
     return parser.parse_args(own), train_args
 

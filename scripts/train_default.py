@@ -39,6 +39,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mesofcn.atomic_files import atomic_directory
 from mesofcn.cli import main as mesofcn
 from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path
 from mesofcn.training import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
@@ -128,22 +129,19 @@ def ship(output: Path, target: Path, checkpoint: str = BEST_DIR) -> Path:
     """Copy the run's chosen checkpoint and the card to `target` (written beside it, then renamed into place)."""
     best = output / checkpoint
     card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name in SHIPPED_FILES:
-        shutil.copy2(best / name, partial / name)
-    for name in ("config.json", "preprocessor_config.json"):  # the code is the installed package, not files here
-        settings = json.loads((partial / name).read_text())
-        settings.pop("auto_map", None)
-        (partial / name).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    arguments = json.loads((best / "training_args.json").read_text())
-    arguments["dataset_dir"] = [Path(folder).name for folder in arguments["dataset_dir"]]
-    arguments["output_dir"] = Path(arguments["output_dir"]).name
-    (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
-    shutil.copy2(card, partial / "README.md")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    with atomic_directory(target) as partial:
+        partial.mkdir(parents=True)
+        for name in SHIPPED_FILES:
+            shutil.copy2(best / name, partial / name)
+        for name in ("config.json", "preprocessor_config.json"):  # the code is the installed package, not files here
+            settings = json.loads((partial / name).read_text())
+            settings.pop("auto_map", None)
+            (partial / name).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        arguments = json.loads((best / "training_args.json").read_text())
+        arguments["dataset_dir"] = [Path(folder).name for folder in arguments["dataset_dir"]]
+        arguments["output_dir"] = Path(arguments["output_dir"]).name
+        (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
+        shutil.copy2(card, partial / "README.md")
     return target
 
 

@@ -15,6 +15,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 import mesofcn.cli
+import mesofcn.cli_common
+import mesofcn.cli_detect
 from mesofcn import __version__
 from mesofcn.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from mesofcn.media_evaluation import bootstrap_auc_interval, mann_whitney_auc
@@ -74,7 +76,8 @@ def stand_in(monkeypatch):
             detector.loaded_with = (model, device, dtype, batch_size)
             return detector
 
-        monkeypatch.setattr(mesofcn.cli, "load_detection_pipeline", load)
+        for module in (mesofcn.cli_common, mesofcn.cli_detect):  # evaluate --media's loader, and detect's
+            monkeypatch.setattr(module, "load_detection_pipeline", load)
         return detector
 
     return install
@@ -324,7 +327,7 @@ def test_bad_labels_file_is_a_one_line_error(capsys, tmp_path, monkeypatch, cont
     def never(*args):
         raise AssertionError("the model must not load for a bad labels file")
 
-    monkeypatch.setattr(mesofcn.cli, "load_detection_pipeline", never)
+    monkeypatch.setattr(mesofcn.cli_common, "load_detection_pipeline", never)
     labels = tmp_path / "labels.csv"
     if content is not None:
         labels.write_text(content)

@@ -351,7 +351,7 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(capsys, tmp_p
         written.append(Path(source).stat().st_size)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("mesofcn.onnx_export.os.replace", failing_replace)
+    monkeypatch.setattr("mesofcn.atomic_files.os.replace", failing_replace)
     code, _, err = run(capsys, "export", "onnx", "--model", checkpoint_dir, "--out", out)
     assert code == EXIT_USAGE
     assert_one_line_error(err, f"--out {out}: cannot write", "No space left on device")

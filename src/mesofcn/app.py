@@ -100,7 +100,7 @@ def add_serve_parser(commands) -> None:
 
 def import_gradio():
     """The gradio module, or a one-line CommandError saying how to install it."""
-    from .cli import CommandError
+    from .cli_common import CommandError
 
     try:
         import gradio
@@ -111,7 +111,8 @@ def import_gradio():
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load the model as `mesofcn detect` does, build the page, serve it until interrupted, remove its folder."""
-    from .cli import EXIT_OK, CommandError, detect_defaults, first_line, load_detection_pipeline
+    from .cli_common import EXIT_OK, CommandError, first_line, load_detection_pipeline
+    from .cli_detect import detect_defaults
     from .pipeline_mesofcn import model_name
 
     import_gradio()
@@ -178,8 +179,9 @@ def page_call_options(
     The pipeline options of `mesofcn detect` for the page's settings: its parsed defaults with the page's values put
     in, checked by the same argument types, then `detect_call_options`. UploadError for a bad value.
     """
-    from .cli import detect_call_options, detect_defaults
     from .cli_arguments import probability
+    from .cli_common import detect_call_options
+    from .cli_detect import detect_defaults
 
     if sampling not in SAMPLING_CHOICES:
         raise UploadError(f"sampling must be one of {', '.join(SAMPLING_CHOICES)}, got {sampling!r}")
@@ -200,7 +202,7 @@ def page_call_options(
 
 def page_defaults() -> dict:
     """The page's initial settings: `mesofcn detect`'s defaults (every K-th frame with the pipeline's K)."""
-    from .cli import detect_defaults
+    from .cli_detect import detect_defaults
     from .video import FrameSampling
 
     args = detect_defaults()
@@ -219,7 +221,8 @@ def analyse_upload(detector, upload: str | None, call_options: dict, work: Path 
     upload's file name (the server's temporary path stays private). With `work`, also the overlay, the plot (videos)
     and the JSON report written there. UploadError, naming the file only, when it cannot be analysed.
     """
-    from .cli import analyse_input, write_json_atomic
+    from .atomic_files import write_json_atomic
+    from .cli_common import analyse_input
     from .reports import report_to_json, write_timeline_plot
 
     if not upload:
@@ -396,9 +399,9 @@ def page_outputs(gr, result: UploadResult | None, error: str | None = None) -> t
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m mesofcn.app [OPTIONS]` = `mesofcn serve [OPTIONS]`."""
-    from .cli import main as cli_main
+    from .cli_common import command_parser, run_command
 
-    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(command_parser(add_serve_parser), ["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 __all__ = [

@@ -12,7 +12,6 @@ written beside its final name and renamed into place, and an existing DIR is ref
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def add_calibrate_parser(commands) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     """Analyse the list, find the shift, write the calibrated checkpoint and its record; print the effect."""
     from .calibration import calibration_shift, fold_shift_into_classifier
-    from .cli import EXIT_OK, EXIT_SOME_FAILED, CommandError, is_onnx_file
+    from .cli_common import EXIT_OK, EXIT_SOME_FAILED, CommandError, is_onnx_file
     from .cli_evaluate_media import media_analyser, read_labels
     from .media_evaluation import analyse_items
 
@@ -133,17 +132,12 @@ def calibration_summary(record: dict) -> str:
 
 def write_calibrated_checkpoint(model, processor, record: dict, out: Path) -> None:
     """The checkpoint and its record, saved beside `out` and renamed into place (never a half-written folder)."""
-    from .cli import write_json_atomic
+    from .atomic_files import atomic_directory, write_json_atomic
     from .registration import save_detector
 
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with atomic_directory(out) as partial:
         save_detector(model, processor, partial)
         write_json_atomic(partial / CALIBRATION_FILE, record)
-        partial.rename(out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 __all__ = ["CALIBRATION_FILE", "DEFAULT_MAX_FLAGGED", "add_calibrate_parser", "run_calibrate"]

@@ -87,7 +87,7 @@ def add_media_analysis_arguments(group) -> None:
 
 def check_dataset_mode_arguments(args: argparse.Namespace) -> None:
     """--dataset mode: --model is required and --media's options are refused; the batch size gets its default."""
-    from .cli import CommandError
+    from .cli_common import CommandError
 
     given = [name for dest, name in MEDIA_ONLY.items() if getattr(args, dest, None) is not None]
     if given:
@@ -100,7 +100,7 @@ def check_dataset_mode_arguments(args: argparse.Namespace) -> None:
 
 def run_media_evaluation(args: argparse.Namespace) -> int:
     """Read the labels, load the detector as `detect` does, evaluate, write DIR's files, print the summary."""
-    from .cli import EXIT_OK, EXIT_SOME_FAILED
+    from .cli_common import EXIT_OK, EXIT_SOME_FAILED
     from .media_evaluation import evaluate_media, summary_table
     from .pipeline_mesofcn import model_name
     from .video import FrameSampling
@@ -139,7 +139,7 @@ def run_media_evaluation(args: argparse.Namespace) -> int:
 
 def read_labels(args: argparse.Namespace) -> list:
     """The items of `--media`, or a one-line CommandError naming the list and the problem."""
-    from .cli import CommandError
+    from .cli_common import CommandError
     from .media_lists import MediaListError, read_media_list
 
     try:
@@ -150,7 +150,7 @@ def read_labels(args: argparse.Namespace) -> list:
 
 def media_analyser(args: argparse.Namespace):
     """(pipeline, analyse(path) -> report, call options): each file analysed exactly as `mesofcn detect` would."""
-    from .cli import analyse_input, detect_call_options, load_detection_pipeline
+    from .cli_common import analyse_input, detect_call_options, load_detection_pipeline
 
     detector = load_detection_pipeline(args.model, args.device, args.dtype, args.batch_size or DETECT_BATCH_SIZE)
     call_options = detect_call_options(args)
@@ -158,7 +158,7 @@ def media_analyser(args: argparse.Namespace):
 
 
 def check_media_arguments(args: argparse.Namespace) -> None:
-    from .cli import CommandError
+    from .cli_common import CommandError
 
     given = [name for dest, name in DATASET_ONLY.items() if getattr(args, dest, None) is not None]
     if given:
@@ -176,7 +176,7 @@ def check_media_arguments(args: argparse.Namespace) -> None:
 def write_media_outputs(out: Path, evaluation) -> None:
     """predictions.csv, roc.png, scores.png and last results.json (so a results file means a finished output), each
     written to a temporary name, then renamed."""
-    from .cli import write_json_atomic, write_text_atomic
+    from .atomic_files import write_json_atomic, write_text_atomic
     from .figures import roc_figure, score_histogram_figure
     from .media_evaluation import PREDICTION_COLUMNS, prediction_rows, roc_curves
     from .overlay import write_png

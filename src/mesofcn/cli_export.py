@@ -80,7 +80,7 @@ def add_export_parser(commands) -> None:
 
 def run_export_onnx(args: argparse.Namespace) -> int:
     """Load, (calibrate,) export, write; print what was written. Every expected problem is a one-line CommandError."""
-    from .cli import EXIT_OK, CommandError, check_writable_folder, first_line
+    from .cli_common import EXIT_OK, CommandError, check_writable_folder, first_line
     from .onnx_export import (
         ExportError,
         calibration_files,

@@ -1,7 +1,7 @@
 """``mesofcn prepare``: build the preprocessed face datasets (FaceForensics++, GAN faces, self-blends), merge shards.
 
 :func:`add_prepare_parser` adds the subcommand to the ``mesofcn`` parser; each handler returns an exit code and
-raises :class:`mesofcn.cli.CommandError` for one-line problems (a missing root, an unfinished shard ...).
+raises :class:`mesofcn.cli_common.CommandError` for one-line problems (a missing root, an unfinished shard ...).
 """
 
 from __future__ import annotations
@@ -392,7 +392,7 @@ def run_prepare_merge(args: argparse.Namespace) -> int:
 
 
 def run_prepare_pack(args: argparse.Namespace) -> int:
-    from .cli import CommandError
+    from .cli_common import CommandError
     from .datasets_common import PrepareError
     from .datasets_pack import pack_datasets
 
@@ -412,7 +412,7 @@ def run_prepare_pack(args: argparse.Namespace) -> int:
 
 def _run(build, args: argparse.Namespace) -> int:
     """Run a build; input problems become one-line CommandErrors; print what was done and where it is."""
-    from .cli import CommandError
+    from .cli_common import CommandError
     from .datasets_common import PrepareError
 
     try:

@@ -178,7 +178,7 @@ def configure_logging() -> None:
 
 def run_train_command(args: argparse.Namespace) -> int:
     """`mesofcn train`: train, print where the best checkpoint is; bad arguments or data are one-line errors."""
-    from .cli import CommandError, first_line
+    from .cli_common import CommandError, first_line
     from .training import TrainingError, summary_line, train
 
     configure_logging()
@@ -192,7 +192,7 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
     """`mesofcn evaluate`: evaluate and print a summary; bad arguments or data are one-line errors."""
-    from .cli import CommandError, first_line
+    from .cli_common import CommandError, first_line
 
     if getattr(args, "media", None) is not None:
         from .cli_evaluate_media import run_media_evaluation

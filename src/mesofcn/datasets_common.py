@@ -45,6 +45,7 @@ from datasets.utils import logging as datasets_logging
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from .atomic_files import atomic_output, write_bytes_atomic
 from .datasets_settings import MIN_FACE_SCORE, parse_shard
 from .face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from .image_processing_mesofcn import crop_face
@@ -380,7 +381,7 @@ class WorkDir:
                 )
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
-        _write_atomic(self.plan_path, json.dumps(plan.to_json(), indent=1).encode())
+        write_bytes_atomic(self.plan_path, json.dumps(plan.to_json(), indent=1).encode(), suffix=".tmp")
 
     def is_done(self, item: WorkItem) -> bool:
         meta = self.read_meta(item)
@@ -402,17 +403,9 @@ class WorkDir:
         table = pa.Table.from_pylist(rows, schema=schema)
         meta = json.dumps({"fingerprint": item.fingerprint, "stats": stats}, sort_keys=True).encode()
         table = table.replace_schema_metadata({_META_KEY: meta})
-        path = self.result_path(item)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            with temporary.open("wb") as file:
-                pq.write_table(table, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        # A killed run's temporary (a *.tmp name) is removed by the next run: see _remove_temporaries.
+        with atomic_output(self.result_path(item), suffix=".tmp") as temporary, temporary.open("wb") as file:
+            pq.write_table(table, file)
 
     def _remove_temporaries(self) -> None:
         """Delete what a killed run left half-written (result files before their rename, derived videos)."""
@@ -467,15 +460,6 @@ def _identity_difference(previous: PreparePlan, plan: PreparePlan) -> str:
 
 def _shard_text(shard: tuple[int, int] | None) -> str:
     return "none (a full build)" if shard is None else f"{shard[0]}/{shard[1]}"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 # --- running the plan --------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from datasets import ClassLabel, Features, List, Value
 from PIL import Image
 
 from . import __version__
+from .atomic_files import atomic_output
 from .augmentation import encode_jpeg
 from .datasets_common import BUILD_SETTINGS_FILE, PrepareError, output_lock, publish_staged
 from .packed_data import (
@@ -381,14 +382,12 @@ def _publish(staging: Path, out: Path) -> None:
 
 def _write_archive(out: Path, names: list[str], archive: Path) -> int:
     """A deflate zip of the packed files (unpack with `python -m zipfile -e ARCHIVE DIR`); its size in bytes."""
-    partial = archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as handle:
-            for name in sorted(names):
-                handle.write(out / name, arcname=name)
-        os.replace(partial, archive)
-    finally:
-        partial.unlink(missing_ok=True)
+    with (
+        atomic_output(archive, suffix=".tmp") as partial,
+        zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as handle,
+    ):
+        for name in sorted(names):
+            handle.write(out / name, arcname=name)
     return archive.stat().st_size
 
 

@@ -25,7 +25,7 @@ def demo_photo() -> np.ndarray:
     try:
         from skimage.data import astronaut
     except ImportError as error:
-        from .cli import CommandError
+        from .cli_common import CommandError
 
         raise CommandError(
             "mesofcn demo needs scikit-image for its bundled public-domain photo: pip install 'mesofcn[demo]'"
@@ -78,7 +78,9 @@ def add_demo_parser(commands) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .cli import detect_one, load_detection_pipeline, write_json_atomic
+    from .atomic_files import write_json_atomic
+    from .cli_common import load_detection_pipeline
+    from .cli_detect import detect_one
 
     args.out.mkdir(parents=True, exist_ok=True)
     real, fake = make_demo_clips(args.out, args.frames)

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,8 +24,7 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .cli import first_line, write_json_atomic
-from .cli_training import build_evaluate_parser
+from .atomic_files import write_json_atomic
 from .figures import mask_grid_figure, precision_recall_figure
 from .image_processing_mesofcn import resize_square, to_rgb_uint8
 from .metrics import SEGMENTATION_COUNT_FIELDS, frame_level_metrics, load_detection_metric, precision_recall_points
@@ -353,32 +351,14 @@ def run_evaluation(args: argparse.Namespace) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of scripts/evaluate_checkpoint.py and `python -m mesofcn.evaluation`."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    args = build_evaluate_parser().parse_args(argv)
-    try:
-        run_evaluation(args)
-    except EVALUATION_ERRORS as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    return 0
-
-
 __all__ = [
     "Predictions",
-    "build_evaluate_parser",
     "collect_predictions",
     "compute_metrics",
     "evaluate_checkpoint",
-    "main",
     "per_method_metrics",
     "pick_grid_rows",
     "run_evaluation",
     "segmentation_counts",
     "summary_lines",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .tracking import verdict_text
+
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BLACK, _GREY, _LIGHT, _WHITE = (0, 0, 0), (110, 110, 110), (225, 225, 225), (255, 255, 255)
 _CURVE = (200, 40, 40)
@@ -197,8 +199,6 @@ def track_timeline_figure(report: Mapping, size: tuple[int, int] = TIMELINE_SIZE
     drawn = [track for track in tracks if len(track["frames"]) >= 2]
     times = [frame["time"] for track in tracks for frame in track["frames"]]
     x_max, x_ticks = nice_ticks(max(report.get("duration") or 0.0, *times, 0.0))
-    from .reports import verdict_text  # reports draws with this module: imported here, not at the top
-
     title = f"{Path(report['path'] or 'video').name}: {verdict_text(report)}"
     axes = _Axes(size, title, "time (s)", "P(fake)", x_max=x_max, x_ticks=x_ticks, right=170)
     threshold = report["threshold"]

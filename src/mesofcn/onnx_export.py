@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic_files import write_bytes_atomic
 from .modeling_mesofcn_onnx import METADATA_KEYS, ONNX_INPUT_NAME, export_onnx_bytes
 
 #: Face crops the int8 calibration uses unless told otherwise.
@@ -135,19 +136,6 @@ def with_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
     proto.producer_name = "mesofcn"
     proto.producer_version = __version__
     return proto.SerializeToString()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary name beside `path`, then rename: never a half-written file at `path`."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def default_calibration_source() -> Path | None:
@@ -435,5 +423,4 @@ __all__ = [
     "load_checkpoint",
     "quantize_int8",
     "with_metadata",
-    "write_bytes_atomic",
 ]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .atomic_files import atomic_output, commit_temporary, reserve_temporary
 from .image_processing_mesofcn import to_rgb_uint8
 
 if TYPE_CHECKING:
@@ -233,46 +233,9 @@ def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
     """
     target = Path(path)
     image = Image.fromarray(_rgb_frame(rgb))
-    with _atomic_output(target, target.suffix or ".png") as temporary:
+    with atomic_output(target, target.suffix or ".png") as temporary:
         image.save(temporary, format="PNG")
     return target
-
-
-@contextlib.contextmanager
-def _atomic_output(target: Path, suffix: str) -> Iterator[Path]:
-    """Reserve a hidden temporary file beside ``target``; on success fsync and rename it onto ``target``.
-
-    The temporary name keeps ``suffix`` so tools that pick a format by extension still work. On any exception
-    the temporary file is deleted and the exception propagates.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _reserve_temporary(target, suffix)
-    try:
-        yield temporary
-        _fsync(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _reserve_temporary(target: Path, suffix: str) -> Path:
-    """Create an empty, uniquely named hidden file ``.<name>.partial-<pid>-<random><suffix>`` beside ``target``.
-
-    Created with ``O_EXCL`` and mode 0o666 (minus the umask), so the final file gets ordinary permissions.
-    """
-    temporary = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    return temporary
-
-
-def _fsync(file: Path) -> None:
-    """Flush a file's data to disk, so the rename never exposes an empty file after a crash."""
-    descriptor = os.open(file, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def video_rate(fps: float | Fraction) -> Fraction:
@@ -395,8 +358,7 @@ class VideoOverlayWriter:
         try:
             self._mux(self._stream.encode(None))  # type: ignore[union-attr]
             self._container.close()
-            _fsync(self._temporary)
-            os.replace(self._temporary, self.path)
+            commit_temporary(self._temporary, self.path)
         except BaseException:
             self._discard()
             raise
@@ -414,7 +376,7 @@ class VideoOverlayWriter:
 
         height, width = size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temporary = _reserve_temporary(self.path, self.path.suffix)
+        self._temporary = reserve_temporary(self.path, self.path.suffix)
         try:
             options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
             self._container = av.open(str(self._temporary), mode="w", format=self._format, options=options)

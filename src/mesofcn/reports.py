@@ -3,7 +3,6 @@ P(fake) over time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -13,6 +12,7 @@ from .figures import track_timeline_figure
 from .image_processing_mesofcn import heatmap_on_frame
 from .media import load_image
 from .overlay import OverlayFace, VideoOverlayWriter, draw_detections, write_png
+from .tracking import verdict_text
 from .video import FrameSampling, iter_video_frames, printable
 
 #: Keys of a pipeline report that hold arrays or objects and stay out of the JSON form.
@@ -35,12 +35,6 @@ def report_to_json(report: dict) -> dict:
     ]
     data["mesofcn_version"] = __version__
     return data
-
-
-def verdict_text(report: Mapping) -> str:
-    """`FAKE  P(fake)=0.93`, `REAL  P(fake)=0.12` or `NO FACE`: the verdict as the CLI, plot and app show it."""
-    verdict = report["label"].upper().replace("_", " ")
-    return verdict if report.get("score") is None else f"{verdict}  P(fake)={report['score']:.2f}"
 
 
 def summary_line(report: dict) -> str:

@@ -3,7 +3,7 @@ The paper's λ sweep and its tables: for every task the dataset(s) can train and
 λ in {0, 0.2, ..., 0.7} (classification, Table II) and λ = 1 (segmentation, Table III), evaluate each best
 checkpoint, and write Markdown tables laid out like Tables II, III and IV with the paper's numbers beside ours.
 
-Each training run is a separate process (`python -m mesofcn.training`, or under `--launcher`, e.g.
+Each training run is a separate process (`python -m mesofcn.cli train`: `mesofcn train`, or under `--launcher`, e.g.
 `accelerate launch --multi_gpu --num_processes 8`), so runs cannot disturb each other; each evaluation runs here.
 Runs whose best/ already exists are kept (delete a run folder to redo it).
 """
@@ -99,7 +99,8 @@ def run_training(
     command = [
         *launcher,
         "-m",
-        "mesofcn.training",
+        "mesofcn.cli",
+        "train",
         "--dataset_dir",
         str(dataset_dir),
         "--task",

@@ -1,8 +1,8 @@
-"""Linking faces across sampled video frames into tracks, and turning tracks into a verdict."""
+"""Linking faces across sampled video frames into tracks, turning tracks into a verdict, and the verdict into words."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,6 +167,12 @@ def most_suspicious_track(
     return max(candidates, key=lambda track: track["score"])
 
 
+def verdict_text(report: Mapping) -> str:
+    """`FAKE  P(fake)=0.93`, `REAL  P(fake)=0.12` or `NO FACE`: the verdict as the CLI, plot and app show it."""
+    verdict = report["label"].upper().replace("_", " ")
+    return verdict if report.get("score") is None else f"{verdict}  P(fake)={report['score']:.2f}"
+
+
 __all__ = [
     "DEFAULT_MIN_FACE_FRACTION",
     "DEFAULT_MIN_TRACK_SHARE",
@@ -177,4 +183,5 @@ __all__ = [
     "face_size",
     "most_suspicious_track",
     "summarize_track",
+    "verdict_text",
 ]

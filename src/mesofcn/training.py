@@ -26,8 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,8 +35,8 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 
 from . import __version__
+from .atomic_files import atomic_directory
 from .augmentation import FaceAugmentation
-from .cli_training import BEST_METRIC_CHOICES, build_train_parser, configure_logging
 from .configuration_mesofcn import MesoFCNConfig
 from .evaluation import collect_predictions, compute_metrics
 from .hub import HubPusher
@@ -170,16 +168,6 @@ def resolve_checkpoint(value: str, output_dir: Path) -> Path:
     if not checkpoints:
         raise TrainingError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINTS_DIR}")
     return checkpoints[-1]
-
-
-def replace_directory(source: Path, target: Path) -> None:
-    """Move a fully written folder into place of `target` (old one renamed away first, then deleted)."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    source.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -530,21 +518,20 @@ class Trainer:
     def _export(self, folder: Path, metrics: dict) -> None:
         """Weights, processor, card, arguments and validation metrics of the current model into `folder`
         (written under a temporary name, then swapped in)."""
-        partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
-        arguments = {**public_args(self.args), "mesofcn_version": __version__}
-        (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
-        summary = {
-            "step": self.state.global_step,
-            "best_step": self.state.best_step,
-            "epoch": self.state.epoch,
-            "split": self.args.validation_split,
-        }
-        (partial / "eval_results.json").write_text(json.dumps({**summary, **metrics}, indent=2) + "\n")
-        # The card names a step only for best/ ("best checkpoint at step N"); final/ is the end of the schedule.
-        self._card(metrics, self.state.best_step if folder.name == BEST_DIR else None).save(partial / "README.md")
-        replace_directory(partial, folder)
+        with atomic_directory(folder) as partial:
+            save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
+            arguments = {**public_args(self.args), "mesofcn_version": __version__}
+            (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
+            summary = {
+                "step": self.state.global_step,
+                "best_step": self.state.best_step,
+                "epoch": self.state.epoch,
+                "split": self.args.validation_split,
+            }
+            (partial / "eval_results.json").write_text(json.dumps({**summary, **metrics}, indent=2) + "\n")
+            # The card names a step only for best/ ("best checkpoint at step N"); final/ is the end of the schedule.
+            card = self._card(metrics, self.state.best_step if folder.name == BEST_DIR else None)
+            card.save(partial / "README.md")
 
     def _card(self, metrics: dict, best_step: int | None):
         args = self.args
@@ -621,43 +608,21 @@ def summary_line(result: TrainingResult, args: argparse.Namespace) -> str:
 
 
 def train(args: argparse.Namespace, hub_api=None, step_callback=None) -> TrainingResult:
-    """Run training as configured by `args` (see build_train_parser); TrainingError for unusable arguments."""
+    """Run training as configured by `args` (the arguments of mesofcn.cli_training.build_train_parser);
+    TrainingError for unusable arguments."""
     return Trainer(args, hub_api=hub_api, step_callback=step_callback).train()
 
 
-# ----------------------------------------------------------------------------------------------- entry points
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of scripts/train.py and `python -m mesofcn.training`."""
-    configure_logging()
-    args = build_train_parser().parse_args(argv)
-    try:
-        result = train(args)
-    except TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(summary_line(result, args))
-    return 0
-
-
 __all__ = [
-    "BEST_METRIC_CHOICES",
     "TrainingError",
     "TrainingResult",
     "TrainingState",
     "Trainer",
-    "build_train_parser",
     "check_args",
     "flatten_metrics",
     "is_improvement",
     "list_checkpoints",
-    "main",
     "summary_line",
     "tensorboard_available",
     "train",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic_files import replace_directory
 from .modeling_mesofcn import pickle_files
 
 if TYPE_CHECKING:
@@ -197,8 +198,7 @@ def save_checkpoint(accelerator: Accelerator, objects: TrainingObjects, folder: 
     write_tree(partial, rng_state_name(accelerator.process_index), rng_states())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
+        replace_directory(partial, final)
         for old in list_checkpoints(folder)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
