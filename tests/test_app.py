@@ -84,6 +84,22 @@ def test_serve_without_a_model_fails_like_detect(capsys, monkeypatch, tmp_path):
     assert "no-model" in serve_err
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--backend", "onnx", "--device", "cuda"], "runs on the CPU only"),
+        (["--backend", "onnx", "--dtype", "bf16"], "runs fp32"),
+    ],
+)
+def test_serve_takes_the_network_options_of_detect(capsys, fake_checkpoint, tmp_path, options, message):
+    """--device/--dtype/--backend/--threads reach the model loader: the same refusals, word for word, as detect."""
+    pytest.importorskip("gradio", reason=GRADIO_MISSING)
+    detect_code, _, detect_err = run(capsys, "detect", tmp_path / "clip.mp4", "--model", fake_checkpoint, *options)
+    serve_code, _, serve_err = run(capsys, "serve", "--model", fake_checkpoint, "--threads", "1", *options)
+    assert detect_code == serve_code == EXIT_USAGE
+    assert serve_err == detect_err and message in serve_err
+
+
 def test_python_m_mesofcn_app_is_mesofcn_serve():
     completed = subprocess.run(
         [sys.executable, "-m", "mesofcn.app", "--help"], capture_output=True, text=True, timeout=300

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_arguments import MODEL_HELP, positive_int
+from .cli_arguments import MODEL_HELP, add_backend_arguments, add_device_arguments, positive_int
 
 #: What `mesofcn serve` says, in one line, when Gradio is not installed.
 INSTALL_HINT = 'the web app needs Gradio: pip install "mesofcn[app]"'
@@ -95,6 +95,8 @@ def add_serve_parser(commands) -> None:
         help=f"delete uploads and results this long after they were made (default {DEFAULT_KEEP_MINUTES}); "
         "all are deleted when the app stops",
     )
+    add_device_arguments(serve)
+    add_backend_arguments(serve)
     serve.set_defaults(handler=run_serve)
 
 
@@ -117,7 +119,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import_gradio()
     defaults = detect_defaults()
-    detector = load_detection_pipeline(args.model, defaults.device, defaults.dtype, defaults.batch_size)
+    detector = load_detection_pipeline(
+        args.model, args.device, args.dtype, defaults.batch_size, args.backend, args.threads
+    )
     work_root = Path(tempfile.mkdtemp(prefix="mesofcn-app-"))
     try:
         demo = build_app(detector, work_root, 60 * args.keep_minutes, args.max_upload_mb)

@@ -15,6 +15,29 @@ MODEL_HELP = (
 )
 
 
+def add_device_arguments(group) -> None:
+    """`--device` and `--dtype` of the commands that run the network with torch (detect, serve, evaluate --media)."""
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    group.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+
+
+def add_backend_arguments(group) -> None:
+    """`--backend` and `--threads` of the commands that may run the network by ONNX Runtime (detect, serve)."""
+    group.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        help="what runs the network: torch (default for a checkpoint folder), or onnx: ONNX Runtime on the CPU "
+        "(a checkpoint folder is exported to fp32 ONNX in memory at start-up, a few seconds; an .onnx file given "
+        "to --model, e.g. an int8 one from `mesofcn export onnx`, always runs this way)",
+    )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads of the network, either backend (default: torch's choice, e.g. from OMP_NUM_THREADS)",
+    )
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts, sizes, steps)."""
     value = int(text)
@@ -118,6 +141,8 @@ def probability(text: str) -> float:
 
 __all__ = [
     "MODEL_HELP",
+    "add_backend_arguments",
+    "add_device_arguments",
     "add_detection_arguments",
     "add_limit_arguments",
     "detect_size",

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .atomic_files import write_json_atomic
-from .cli_arguments import MODEL_HELP, add_detection_arguments, add_limit_arguments, positive_int, probability
+from .cli_arguments import (
+    MODEL_HELP,
+    add_backend_arguments,
+    add_detection_arguments,
+    add_device_arguments,
+    add_limit_arguments,
+    positive_int,
+    probability,
+)
 from .cli_common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -67,30 +75,12 @@ def add_detect_parser(commands) -> None:
         help="write a PNG of P(fake) over time per face track of each video (images have no time axis: skipped); "
         "a folder when there are several inputs",
     )
-    detect.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    detect.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    add_device_arguments(detect)
     add_detection_arguments(detect)
     add_backend_arguments(detect)
     add_limit_arguments(detect)
     detect.add_argument("--quiet", action="store_true", help="no progress bars")
     detect.set_defaults(handler=run_detect)
-
-
-def add_backend_arguments(parser) -> None:
-    """`--backend` and `--threads` of the commands that run the network (detect)."""
-    parser.add_argument(
-        "--backend",
-        choices=["torch", "onnx"],
-        help="what runs the network: torch (default for a checkpoint folder), or onnx: ONNX Runtime on the CPU "
-        "(a checkpoint folder is exported to fp32 ONNX in memory at start-up, a few seconds; an .onnx file given "
-        "to --model, e.g. an int8 one from `mesofcn export onnx`, always runs this way)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU threads of the network, either backend (default: torch's choice, e.g. from OMP_NUM_THREADS)",
-    )
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -156,7 +146,6 @@ def detect_one(
 
 
 __all__ = [
-    "add_backend_arguments",
     "add_detect_parser",
     "detect_defaults",
     "detect_one",

@@ -16,7 +16,13 @@ import io
 import sys
 from pathlib import Path
 
-from .cli_arguments import add_detection_arguments, add_limit_arguments, positive_int, probability
+from .cli_arguments import (
+    add_detection_arguments,
+    add_device_arguments,
+    add_limit_arguments,
+    positive_int,
+    probability,
+)
 from .tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 
 RESULTS_FILE, PREDICTIONS_FILE, ROC_FILE, SCORES_FILE = "results.json", "predictions.csv", "roc.png", "scores.png"
@@ -79,8 +85,7 @@ def add_media_analysis_arguments(group) -> None:
         metavar="S",
         help="verdict rule, as for detect: ...and only if it is seen in at least this share of the analysed frames",
     )
-    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    group.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
+    add_device_arguments(group)
     add_detection_arguments(group)
     add_limit_arguments(group)
 
