@@ -78,6 +78,24 @@ def test_video_report_tracks_one_face_over_sampled_frames(detect_fake, face_vide
     assert evenly["analysed_frames"] == [0, 10, 19]
 
 
+def test_videos_return_freed_memory_every_few_frames(detect_fake, face_video, face_photo, monkeypatch):
+    """A video's loop trims the heap every TRIM_EVERY_FRAMES analysed frames (resident memory flat on long videos);
+    an image never does; the trim itself is available on glibc."""
+    import platform
+
+    import mesofcn.pipeline_mesofcn as module
+    from mesofcn.memory import release_freed_memory
+
+    assert release_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    calls = []
+    monkeypatch.setattr(module, "TRIM_EVERY_FRAMES", 6)
+    monkeypatch.setattr(module, "release_freed_memory", lambda: calls.append(1))
+    assert detect_fake(str(face_video), every=1)["frames_analysed"] == 20
+    assert len(calls) == 3  # after frames 6, 12 and 18
+    detect_fake(str(face_photo))
+    assert len(calls) == 3
+
+
 def test_lists_and_arrays_batch_across_inputs(detect_fake, face_photo, face_video):
     photo = np.asarray(Image.open(face_photo).convert("RGB"))
     reports = detect_fake([photo, str(face_video), Image.fromarray(photo)], every=5)

@@ -16,6 +16,7 @@ from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
 from .media import load_image, media_kind
+from .memory import TRIM_EVERY_FRAMES, release_freed_memory
 from .prefetch import prefetch as run_ahead
 from .tracking import (
     DEFAULT_MIN_FACE_FRACTION,
@@ -234,6 +235,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         work = self._faces_and_crops(frames, finder, max_faces)
         for index, time, faces, pixel_values in run_ahead(work, prefetch) if prefetch else work:
             analysed_frames.append(index)
+            if video and len(analysed_frames) % TRIM_EVERY_FRAMES == 0:
+                release_freed_memory()  # keeps a long video's resident memory flat (see mesofcn.memory)
             if not faces:
                 tracker.update([])
                 continue
