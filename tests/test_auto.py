@@ -135,5 +135,6 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(checkpoint_
     pixels = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
         out = make_model(seed=1)(pixels)
-    assert torch.equal(torch.tensor(result["logits"]), out.logits)
+    # Same weights, same input, another process: equal up to the last bits oneDNN may order differently.
+    torch.testing.assert_close(torch.tensor(result["logits"]), out.logits, rtol=0, atol=1e-6)
     assert abs(result["segmentation_sum"] - out.segmentation_logits.sum().item()) < 1e-3
