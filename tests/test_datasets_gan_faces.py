@@ -143,6 +143,23 @@ def test_crop_is_of_the_h264_compressed_image(sources, gan_build):
     assert not np.array_equal(np.asarray(row["image"]), uncompressed)
 
 
+def test_encode_crops_encodes_the_face_crop_not_the_image(sources, tmp_path):
+    out = tmp_path / "crops"
+    detector = CentredFaceDetector()
+    build_gan_faces(sources["real"], {"gan_b": sources["gan_b"]}, out, detector=detector, progress=False,
+                    encode_crops=True, compressions=["c40"], split=(1, 0, 0))  # fmt: skip
+    data = load_from_disk(str(out))["train"]
+    row = next(row for row in data if row["method"] == 1)
+    image = load_image(sources["gan_b"] / row["video"])
+    crop, _, _ = crop_face(image, face_box(image), face_landmarks(image))
+    assert np.array_equal(np.asarray(row["image"]), compress_frames([crop], 40)[0])
+    assert not np.array_equal(np.asarray(row["image"]), crop)
+    assert "- encode_crops: True" in (out / "README.md").read_text()
+    with pytest.raises(PrepareError, match="encode_crops"):  # a resumed build keeps its pipeline order
+        build_gan_faces(sources["real"], {"gan_b": sources["gan_b"]}, out, detector=detector, progress=False,
+                        compressions=["c40"], split=(1, 0, 0))  # fmt: skip
+
+
 def test_resume_gives_the_same_rows(sources, gan_build, tmp_path):
     fakes = {"gan_a": sources["gan_a"], "gan_b": sources["gan_b"]}
     options = {"compressions": ["c23", "c40"], "detector": CentredFaceDetector(), "chunk_size": 3, "progress": False}

@@ -144,6 +144,12 @@ def _add_gan_faces(kinds) -> None:
         "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,validation,test fractions per source"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
+    parser.add_argument(
+        "--encode-crops",
+        action="store_true",
+        help="cut and resize the face first, then H.264-encode the 128-px crop (not the full image): every source "
+        "ends in the same resize and encoding at one scale, whatever its size and format (mixed photo sources)",
+    )
     _add_common(parser)
     parser.set_defaults(handler=run_prepare_gan_faces)
 
@@ -315,6 +321,8 @@ def run_prepare_gan_faces(args: argparse.Namespace) -> int:
     fakes = [f"{name}={folder}" for name, folder in args.fake]
     parts = ["gan-faces", "--real", str(args.real), "--fake", *fakes, "--compression", *args.compression]
     parts += ["--split", ",".join(f"{value:g}" for value in args.split), "--seed", str(args.seed)]
+    if args.encode_crops:
+        parts.append("--encode-crops")
     return _run(
         lambda: build_gan_faces(
             args.real,
@@ -323,6 +331,7 @@ def run_prepare_gan_faces(args: argparse.Namespace) -> int:
             compressions=args.compression,
             split=args.split,
             seed=args.seed,
+            encode_crops=args.encode_crops,
             **_build_options(args, _command(args, parts)),
         ),
         args,

@@ -216,11 +216,20 @@ class FaceCropper:
         return most_confident_face(self._detector, image, self.min_score)
 
     def crop_row(
-        self, image: np.ndarray, face: DetectedFace, mask: np.ndarray | None, mask_source: str, **columns: Any
+        self,
+        image: np.ndarray,
+        face: DetectedFace,
+        mask: np.ndarray | None,
+        mask_source: str,
+        encode: Callable[[np.ndarray], np.ndarray] | None = None,
+        **columns: Any,
     ) -> dict[str, Any]:
-        """The row of ``face``: ``image`` and the full-frame 0/1 ``mask`` cut with one geometry; ``columns`` gives
-        label, method, compression, video and frame."""
+        """The row of ``face``: ``image`` and the full-frame 0/1 ``mask`` cut with one geometry (the crop then
+        passed through ``encode`` when given, e.g. an H.264 round trip); ``columns`` gives label, method,
+        compression, video and frame."""
         crop, mask_crop, _ = crop_face(image, face.box, face.landmarks, mask, self.crop_scale, self.size)
+        if encode is not None:
+            crop = encode(crop)
         return face_row(
             crop=crop, mask_crop=mask_crop, face=face, detector=self._detector.name, mask_source=mask_source, **columns
         )

@@ -4,6 +4,9 @@ Every full image goes through one identical pipeline, so a detector cannot learn
 histories instead of the generator: decoded to RGB, compressed as a one-frame H.264 video at the level's CRF
 with FF++'s settings (like a frame of an FF++ video, :func:`~mesofcn.compression.compress_frames`), then the most
 confident face is detected and cut with the processor's :func:`~mesofcn.image_processing_mesofcn.crop_face`.
+With ``encode_crops`` the order changes: the face is cut and resized from the decoded image first and the
+128x128 crop is what gets encoded, so every source ends in the same resize and the same H.264 encoding at the
+same scale whatever its original size (the paper's images were all 1024 px; mixed-size photo sources need this).
 Images without a face above the score threshold are skipped and counted in the dataset card.
 
 Splits are per image, deterministic and stratified by source: each source's images are ordered by a seeded hash
@@ -134,7 +137,10 @@ class ImageChunkTask:
 
 @dataclass
 class GanFacesProcessor(FaceCropper):
-    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.datasets_common.FaceCropper`)."""
+    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.datasets_common.FaceCropper`);
+    ``encode_crops``: H.264-encode the face crop instead of the full image (see the module docstring)."""
+
+    encode_crops: bool = False
 
     def __call__(self, item: WorkItem) -> ItemResult:
         task: ImageChunkTask = item.task
@@ -156,14 +162,16 @@ class GanFacesProcessor(FaceCropper):
         return ItemResult(rows=rows, stats=stats)
 
     def _row(self, task: ImageChunkTask, name: str, image: np.ndarray) -> dict[str, Any] | None:
-        """Compress like a video frame, detect, crop; None when there is no face."""
-        frame = compress_frames([image], compression_crf(task.compression))[0]
+        """Compress like a video frame, detect, crop (or detect, crop, compress the crop); None without a face."""
+        crf = compression_crf(task.compression)
+        frame = image if self.encode_crops else compress_frames([image], crf)[0]
         face = self.find_face(frame)
         if face is None:
             return None
         mask = np.full(frame.shape[:2], task.label, dtype=np.uint8)
         columns = {"label": task.label, "method": task.method, "compression": task.compression}
-        return self.crop_row(frame, face, mask, "whole-image", **columns, video=name, frame=0)
+        encode = (lambda crop: compress_frames([crop], crf)[0]) if self.encode_crops else None
+        return self.crop_row(frame, face, mask, "whole-image", **columns, video=name, frame=0, encode=encode)
 
 
 def _check_sources(real: str | os.PathLike[str], fakes: Sequence[tuple[str, str | os.PathLike[str]]]) -> None:
@@ -198,6 +206,7 @@ def plan_gan_faces(
     crop_scale: float = 1.1,
     size: int = 128,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encode_crops: bool = False,
     command: str = "",
 ) -> PreparePlan:
     """List the work: per compression level, source and split, chunks of ``chunk_size`` images."""
@@ -219,11 +228,18 @@ def plan_gan_faces(
         "crop_scale": crop_scale,
         "size": size,
         "chunk_size": chunk_size,
+        "encode_crops": encode_crops,
     }
+    order = (
+        "the most confident face cut with mesofcn's `crop_face` (the processor's crop) and that crop compressed as "
+        "a one-frame H.264 video with FF++'s settings"
+        if encode_crops
+        else "each full image compressed as a one-frame H.264 video with FF++'s settings, then the most confident "
+        "face cut with mesofcn's `crop_face` (the processor's crop)"
+    )
     intro = (
-        f"128x128 face crops of real ({real}) and GAN-generated faces ({', '.join(names)}), each full image "
-        f"compressed as a one-frame H.264 video with FF++'s settings ({', '.join(compressions)}), then the most "
-        "confident face cut with mesofcn's `crop_face` (the processor's crop). Splits are per image, seeded and "
+        f"128x128 face crops of real ({real}) and GAN-generated faces ({', '.join(names)}): {order} "
+        f"({', '.join(compressions)}). Splits are per image, seeded and "
         "stratified by source. `mask` follows the label (`mask_source` whole-image): all zeros for a real photo, "
         "all 255 for a generated image. Check the licences of the source images before sharing this dataset."
     )
@@ -272,6 +288,7 @@ def build_gan_faces(
     crop_scale: float = 1.1,
     size: int = 128,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encode_crops: bool = False,
     progress: bool = True,
     command: str | None = None,
     remove_work: bool = False,
@@ -284,6 +301,7 @@ def build_gan_faces(
         compressions: levels ("c23", "c40", "raw"/"c0"); each image is compressed once per level.
         split: train / validation / test fractions per source.
         seed: seed of the split.
+        encode_crops: encode the face crop, not the full image (one resize and encoding at one scale for all).
         num_proc, shard, detector, remove_work: as for :func:`~mesofcn.datasets_faceforensics.build_faceforensics`.
     """
     check_num_proc(num_proc)
@@ -302,7 +320,10 @@ def build_gan_faces(
         crop_scale=crop_scale,
         size=size,
         chunk_size=chunk_size,
+        encode_crops=encode_crops,
         command=command or f"build_gan_faces({str(real)!r}, ..., {str(out)!r})",
     )
-    processor = GanFacesProcessor(detector=detector, min_score=min_score, crop_scale=crop_scale, size=size)
+    processor = GanFacesProcessor(
+        detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, encode_crops=encode_crops
+    )
     return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
