@@ -23,6 +23,7 @@ from mesofcn.datasets_gan_faces import build_gan_faces, gan_faces_features, list
 from mesofcn.face_detection import DetectedFace
 from mesofcn.image_processing_mesofcn import crop_face
 from mesofcn.media import load_image
+from mesofcn.training_data import DatasetError, crop_crf_of_datasets
 
 MARKER = (slice(0, 6), slice(0, 6))
 
@@ -155,6 +156,13 @@ def test_encode_crops_encodes_the_face_crop_not_the_image(sources, tmp_path):
     assert np.array_equal(np.asarray(row["image"]), compress_frames([crop], 40)[0])
     assert not np.array_equal(np.asarray(row["image"]), crop)
     assert "- encode_crops: True" in (out / "README.md").read_text()
+    # A checkpoint trained on it encodes its inference crops at the task's CRF; mixing orders is refused.
+    assert crop_crf_of_datasets([out], "c40") == 40
+    assert crop_crf_of_datasets([sources["real"]], "c23") is None  # a folder without build settings
+    with pytest.raises(DatasetError, match="need a task of one compression"):
+        crop_crf_of_datasets([out], "any")
+    with pytest.raises(DatasetError, match="rebuild them alike"):
+        crop_crf_of_datasets([out, sources["real"]], "c40")
     with pytest.raises(PrepareError, match="encode_crops"):  # a resumed build keeps its pipeline order
         build_gan_faces(sources["real"], {"gan_b": sources["gan_b"]}, out, detector=detector, progress=False,
                         compressions=["c40"], split=(1, 0, 0))  # fmt: skip

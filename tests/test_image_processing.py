@@ -165,6 +165,31 @@ def test_settings_round_trip_through_preprocessor_config(tmp_path):
     assert out["pixel_values"].shape == (1, 3, 96, 96)
 
 
+def test_crop_crf_encodes_each_cut_face_like_the_encoded_training_crops(tmp_path):
+    from mesofcn.compression import compress_frames
+
+    frame = cv2_smooth_frame()
+    MesoFCNImageProcessor(crop_crf="c40").save_pretrained(tmp_path)
+    assert '"crop_crf": 40' in (tmp_path / "preprocessor_config.json").read_text()
+    processor = MesoFCNImageProcessor.from_pretrained(tmp_path)
+    out = processor(frame, boxes=BOX, landmarks=LANDMARKS, return_tensors="pt")["pixel_values"][0]
+    crop, _, _ = crop_face(frame, BOX, LANDMARKS)
+    encoded = compress_frames([crop], 40)[0]
+    assert not np.array_equal(encoded, crop)
+    torch.testing.assert_close(out, (torch.from_numpy(encoded).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
+    # An already-cropped face is only resized: it is not a cut from a frame.
+    plain = processor(crop, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(plain, (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
+    with pytest.raises(ValueError, match="CRF must be an integer in 0..51"):
+        MesoFCNImageProcessor(crop_crf=60)
+
+
+def cv2_smooth_frame() -> np.ndarray:
+    """A 300x400 frame of smooth random texture (H.264 at CRF 40 visibly changes it)."""
+    noise = np.random.default_rng(3).integers(0, 256, (75, 100, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(noise).resize((400, 300), Image.BILINEAR))
+
+
 def test_segmentation_map_is_placed_at_receptive_field_centres():
     grid = torch.zeros(1, 49, 49)
     grid[0, 0, 0] = 1.0

@@ -21,6 +21,8 @@ from transformers.image_utils import (
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType
 
+from .compression import compress_frames, compression_crf
+
 #: Input pixels between neighbouring positions of the segmentation grid (the max-pool's stride in Table I).
 SEGMENTATION_STRIDE = 2
 
@@ -252,9 +254,14 @@ class MesoFCNImageProcessorKwargs(ImagesKwargs, total=False):
         Side of the face crop as a multiple of max(box width, box height). The paper's Sec. IV-A states 1.1 (and
         elsewhere "a side of 2·d_crop", i.e. 2.2); 1.1 is the default because only the tight crop explains the
         paper's remark that predicted masks miss the chin.
+    crop_crf (`int`, *optional*):
+        When set, each face cut from a frame is H.264-encoded as a one-frame video at this CRF after the resize
+        (mesofcn.compression.compress_frames): what a checkpoint trained on encoded crops (`mesofcn prepare
+        gan-faces --encode-crops`) saw in training, so inference crops go through the identical pipeline.
     """
 
     crop_scale: float
+    crop_crf: int | None
 
 
 class MesoFCNImageProcessor(PilBackend):
@@ -262,9 +269,10 @@ class MesoFCNImageProcessor(PilBackend):
     Turns full frames (with a face box and five landmarks) or already cropped faces into MesoFCN inputs.
 
     With `boxes` and `landmarks`, each image is a frame with one face: the processor cuts the paper's crop (a
-    square of side `crop_scale·max(w, h)` centred at the landmark mean, zeros outside the frame) and resizes it
-    to `size` (128x128). Without them each image is taken as a face crop already and only resized; this is what
-    the stock `image-classification` / `image-segmentation` pipelines send. Then pixels are rescaled to [0, 1]
+    square of side `crop_scale·max(w, h)` centred at the landmark mean, zeros outside the frame), resizes it to
+    `size` (128x128) and, with `crop_crf`, encodes it as a one-frame H.264 video at that CRF. Without them each
+    image is taken as a face crop already and only resized; this is what the stock `image-classification` /
+    `image-segmentation` pipelines send. Then pixels are rescaled to [0, 1]
     and normalized with `image_mean`/`image_std`. `masks` go through the identical geometry with nearest
     neighbour resizing and come back as 0/1 `mask_labels` (a missing mask becomes all `-100`, i.e. ignored).
     """
@@ -282,12 +290,15 @@ class MesoFCNImageProcessor(PilBackend):
     image_std = IMAGENET_STANDARD_STD
     do_convert_rgb = True
     crop_scale = 1.1
+    crop_crf = None
     mask_ignore_index = -100
 
     def __init__(self, **kwargs: Unpack[MesoFCNImageProcessorKwargs]):
         super().__init__(**kwargs)
         if not self.crop_scale > 0:
             raise ValueError(f"crop_scale must be positive, got {self.crop_scale}")
+        if self.crop_crf is not None:
+            self.crop_crf = compression_crf(self.crop_crf)
         if self.size.height != self.size.width:
             raise ValueError(f"MesoFCN works on square crops; got size {dict(self.size)}")
 
@@ -343,6 +354,8 @@ class MesoFCNImageProcessor(PilBackend):
         resample = kwargs["resample"]
         if box is not None:
             crop, mask_crop, _ = crop_face(rgb, box, points, mask, kwargs["crop_scale"], size, resample)
+            if kwargs.get("crop_crf") is not None:
+                crop = compress_frames([crop], kwargs["crop_crf"])[0]
             return crop, mask_crop
         if not kwargs.get("do_resize", True) and rgb.shape[:2] != (size, size):
             raise ValueError(f"with do_resize=False images must already be {size}x{size}, got {rgb.shape[:2]}")

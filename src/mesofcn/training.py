@@ -59,6 +59,7 @@ from .training_data import (
     add_online_blend_rows,
     balance_classes,
     class_counts,
+    crop_crf_of_datasets,
     crop_scale_of_datasets,
     load_splits_of_datasets,
     make_dataloader,
@@ -207,7 +208,10 @@ class Trainer:
         self.deadline: float | None = None
         self.stopped_for_time = False
         try:
-            self.processor = MesoFCNImageProcessor(crop_scale=crop_scale_of_datasets(self.dataset_dirs))
+            self.processor = MesoFCNImageProcessor(
+                crop_scale=crop_scale_of_datasets(self.dataset_dirs),
+                crop_crf=crop_crf_of_datasets(self.dataset_dirs, self.spec.compression),
+            )
         except DatasetError as error:
             raise TrainingError(str(error)) from error
         self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight)

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, default_collate
 from transformers.image_utils import PILImageResampling
 
 from .augmentation import FaceAugmentation, blend_crop
+from .compression import compression_crf
 from .configuration_mesofcn import MesoFCNConfig
 from .datasets_common import BUILD_SETTINGS_FILE
 from .image_processing_mesofcn import MesoFCNImageProcessor, binarize_mask, resize_square, to_rgb_uint8
@@ -103,23 +104,46 @@ def get_split(data: DatasetDict, split: str, dataset_dir: str | Path) -> Dataset
     return dataset
 
 
+def build_settings_of(dataset_dir: str | Path) -> dict:
+    """A dataset folder's build settings (:data:`BUILD_SETTINGS_FILE`; empty for a folder without one)."""
+    settings_file = Path(dataset_dir) / BUILD_SETTINGS_FILE
+    try:
+        return json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{settings_file}: unreadable build settings ({error})") from error
+
+
 def crop_scale_of_datasets(dataset_dirs: Sequence[str | Path], default: float = 1.1) -> float:
     """The `crop_scale` the datasets' faces were cut with (from each build's settings file; `default` for a folder
     without one); a DatasetError when they differ, since one checkpoint crops faces one way."""
-    scales = {}
-    for dataset_dir in dataset_dirs:
-        settings_file = Path(dataset_dir) / BUILD_SETTINGS_FILE
-        try:
-            settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-        except (OSError, ValueError) as error:
-            raise DatasetError(f"{settings_file}: unreadable build settings ({error})") from error
-        scales[str(dataset_dir)] = float(settings.get("crop_scale", default))
+    scales = {str(folder): float(build_settings_of(folder).get("crop_scale", default)) for folder in dataset_dirs}
     if len(set(scales.values())) > 1:
         listed = ", ".join(f"{folder}: {scale:g}" for folder, scale in scales.items())
         raise DatasetError(
             f"the datasets were cropped with different crop_scale values ({listed}); rebuild them alike"
         )
     return next(iter(scales.values()), default)
+
+
+def crop_crf_of_datasets(dataset_dirs: Sequence[str | Path], compression: str) -> int | None:
+    """The CRF at which the checkpoint's processor must encode inference crops: the task's `compression` when the
+    datasets' crops were H.264-encoded after cutting (`prepare gan-faces --encode-crops`), else None. A
+    DatasetError when only some were, or when such crops train a task of every compression (no single CRF)."""
+    encoded = {str(folder): bool(build_settings_of(folder).get("encode_crops", False)) for folder in dataset_dirs}
+    if not any(encoded.values()):
+        return None
+    if not all(encoded.values()):
+        listed = ", ".join(folder for folder, value in encoded.items() if not value)
+        raise DatasetError(
+            f"some datasets encode their face crops (--encode-crops) and {listed} does not; rebuild them alike"
+        )
+    try:
+        return compression_crf(compression)
+    except (KeyError, ValueError) as error:
+        raise DatasetError(
+            f"datasets with encoded face crops need a task of one compression (c23 or c40), not {compression!r}: "
+            "the checkpoint encodes inference crops at it"
+        ) from error
 
 
 def load_splits_of_datasets(dataset_dirs: Sequence[str | Path], splits: Sequence[str]) -> dict[str, Dataset]:
@@ -486,8 +510,11 @@ __all__ = [
     "add_online_blend_rows",
     "add_row_index",
     "balance_classes",
+    "build_settings_of",
     "class_counts",
     "column_as_strings",
+    "crop_crf_of_datasets",
+    "crop_scale_of_datasets",
     "effective_labels",
     "get_split",
     "load_dataset_dict",
