@@ -1,6 +1,6 @@
 """
-Write benchmarks/validation.csv, benchmarks/held_out.csv and benchmarks/train_media.csv from
-../shared/data/MANIFEST.csv.
+Write benchmarks/validation.csv, benchmarks/held_out.csv, benchmarks/train_media.csv and
+benchmarks/validation_generated.csv from ../shared/data/MANIFEST.csv.
 
 The split is by tool and by person, never by frame (see model_cards/mesofcn-blends-c23-c40.md):
 - validation fakes: every file of the tools below, which the default is never trained on;
@@ -14,6 +14,13 @@ The split is by tool and by person, never by frame (see model_cards/mesofcn-blen
 - train_media.csv: the labelled fakes of the other tools and their real counterparts (the real videos and photos
   that only feed the blends are listed by folder in scripts/train_default.py, which excludes validation.csv and
   held_out.csv).
+
+validation_generated.csv judges the generated-face checkpoint (model_cards/mesofcn-generated.md) by generator:
+- fakes: every image of the generators it never trains on (GENERATED_VALIDATION below: StyleGAN2, EG3D and NVAE,
+  and the diffusion models SD 2.1, SD 1.5 and DDPM);
+- reals: every photo of gan_more/real (Unsplash, CelebA-HQ and FFHQ people who appear nowhere in its training).
+  The Unsplash reals come from the same Kaggle dataset as the StyleGAN2 fakes (both 300x300 JPEG), so they join
+  StyleGAN2's group: `auc_within` there compares two pipeline-matched sources.
 
 Run from the repository root: python benchmarks/make_splits.py [--shared-data ../shared/data]
 """
@@ -77,6 +84,17 @@ TRAIN_REAL_PATTERNS = [
 #: showing them go to held_out.csv. The HyperLips video2 pair is an Obama interview without an identity label.
 TRAINED_IDENTITIES = ("obama", "biden")
 UNLABELLED_TRAINED = ("semchan+HyperLips/test/video2/", "semchan+HyperLips/result/result_video2.mp4")
+#: Generators the generated-face checkpoint never trains on: MANIFEST method prefix -> group.
+GENERATED_VALIDATION = {
+    "StyleGAN2": "gan:StyleGAN2",
+    "EG3D": "gan:EG3D",
+    "NVAE": "vae:NVAE",
+    "Stable Diffusion 2.1": "diffusion:SD2.1",
+    "Stable Diffusion 1.5": "diffusion:SD1.5",
+    "DDPM": "diffusion:DDPM",
+}
+#: Real photos of people the generated-face checkpoint never trains on.
+GENERATED_VALIDATION_REALS = r"^gan_more/real/"
 MEDIA = re.compile(r"\.(mp4|png|jpe?g|webp|bmp)$", re.IGNORECASE)
 
 
@@ -112,19 +130,39 @@ def split_rows(manifest: Path) -> tuple[list[dict], list[dict], list[dict]]:
     return source_groups(validation), source_groups(held_out), train
 
 
+def generated_rows(manifest: Path) -> list[dict]:
+    """Rows of validation_generated.csv: unseen generators' images and the held-out real photos."""
+    rows = []
+    for row in csv.DictReader(manifest.open()):
+        path, kind = row["path"], row["kind"]
+        if not MEDIA.search(path) or not path.startswith("gan"):
+            continue
+        if kind == "fake" and (group := tool_group(row["method"], GENERATED_VALIDATION)):
+            rows.append({"path": path, "label": "fake", "group": group})
+        elif kind == "real" and re.search(GENERATED_VALIDATION_REALS, path):
+            rows.append({"path": path, "label": "real", "group": "real:photo"})
+    return source_groups(rows, generator_repository)
+
+
+def generator_repository(path: str) -> str:
+    """The source repository of a gan_more path (`gan_more/<generator or real>/<owner+repo>/...`)."""
+    return path.split("/")[2]
+
+
 def source_repository(path: str) -> str:
     """The source repository of a shared-data path: its second component (`fakes_swap/<owner+repo>/...`)."""
     return path.split("/")[1]
 
 
-def source_groups(rows: list[dict]) -> list[dict]:
-    """Reals from the source repository of exactly one tool's fakes among `rows` join that tool's group."""
+def source_groups(rows: list[dict], repository=source_repository) -> list[dict]:
+    """Reals from the source repository (`repository(path)`) of exactly one tool's fakes among `rows` join that
+    tool's group."""
     tools: dict[str, set[str]] = {}
     for row in rows:
         if row["label"] == "fake":
-            tools.setdefault(source_repository(row["path"]), set()).add(row["group"])
+            tools.setdefault(repository(row["path"]), set()).add(row["group"])
     for row in rows:
-        groups = tools.get(source_repository(row["path"]), set())
+        groups = tools.get(repository(row["path"]), set())
         if row["label"] == "real" and len(groups) == 1:
             row["group"] = next(iter(groups))
     return rows
@@ -152,6 +190,7 @@ def main() -> None:
     write(validation, here / "validation.csv")
     write(held_out, here / "held_out.csv")
     write(train, here / "train_media.csv")
+    write(generated_rows(args.shared_data / "MANIFEST.csv"), here / "validation_generated.csv")
 
 
 if __name__ == "__main__":

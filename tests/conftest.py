@@ -66,9 +66,10 @@ def write_video(path: Path, frames, fps: int = 25, codec: str = "libx264") -> Pa
     return path
 
 
-def save_biased_checkpoint(path: Path, fake_logit: float) -> Path:
-    """A checkpoint whose classifier says fake (positive `fake_logit`) or real (negative) for every face."""
-    model = make_model(seed=2)
+def save_biased_checkpoint(path: Path, fake_logit: float, detects: str = "manipulated") -> Path:
+    """A checkpoint whose classifier says fake (positive `fake_logit`) or real (negative) for every face; `detects`
+    is its config's kind of fake."""
+    model = make_model(seed=2, detects=detects)
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor([0.0, fake_logit]))

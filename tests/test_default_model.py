@@ -122,11 +122,11 @@ def test_environment_variable_chooses_the_default(monkeypatch, installed_default
 
 def test_missing_or_incomplete_defaults_give_one_line_errors(monkeypatch, capsys, tmp_path, installed_default):
     monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
-    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda: tmp_path / "not-installed")
+    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda name="": tmp_path / "not-installed" / name)
     assert not default_model_available()
     code = main(["detect", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
-    assert code == EXIT_USAGE and "no default model is installed" in err and "--model" in err
+    assert code == EXIT_USAGE and "no bundled model is installed" in err and "--model" in err
     assert DEFAULT_MODEL_ENV in err and len(err.strip().splitlines()) == 1
     partial = tmp_path / "partial"
     shutil.copytree(installed_default, partial)

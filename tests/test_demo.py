@@ -19,7 +19,7 @@ pytest.importorskip("skimage")
 def no_default_model(monkeypatch, tmp_path):
     """An installation without a default model (whatever this checkout has installed)."""
     monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
-    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda: tmp_path / "no-default")
+    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda name="": tmp_path / "no-default" / name)
 
 
 def test_demo_without_any_model_runs_end_to_end_and_says_the_weights_are_random(tmp_path, capsys, no_default_model):

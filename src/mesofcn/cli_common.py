@@ -85,13 +85,14 @@ def load_detection_pipeline(
     threads: int | None = None,
 ):
     """
-    The deepfake-detection pipeline for `model` (folder, Hub id or exported .onnx file; the default checkpoint when
-    None, see mesofcn.defaults), run by `backend` ("torch" by default, "onnx" for ONNX Runtime; an .onnx file
-    implies it), with a one-line error when it can't load (pickle weights are refused, naming the file).
+    The deepfake-detection pipeline for `model` (folder, Hub id, exported .onnx file or a bundled checkpoint's
+    name; when None, the bundled checkpoints, both asked on images: see mesofcn.defaults and mesofcn.opinions), run
+    by `backend` ("torch" by default, "onnx" for ONNX Runtime; an .onnx file implies it), with a one-line error
+    when it can't load (pickle weights are refused, naming the file).
     """
     from transformers import pipeline
 
-    from .defaults import require_default_model
+    from .defaults import resolve_model_name
     from .inference import resolve_dtype
     from .modeling_mesofcn import PickleFileError, refuse_pickle_weights
     from .pipeline_mesofcn import DeepfakeDetectionPipeline
@@ -109,11 +110,12 @@ def load_detection_pipeline(
             return DeepfakeDetectionPipeline.from_onnx(model, batch_size=batch_size, num_threads=threads)
         except OnnxModelError as error:
             raise CommandError(f"{model}: {error}") from error
-    if not model:
-        try:
-            model = str(require_default_model())
-        except FileNotFoundError as error:
-            raise CommandError(str(error)) from error
+    # No model: the bundled checkpoints, both asked on images; a named one (even a bundled name) answers alone.
+    opinions = not model
+    try:
+        model = resolve_model_name(model) if model else str(bundled_detector_path())
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from error
     try:
         refuse_pickle_weights(model)
     except PickleFileError as error:
@@ -131,6 +133,7 @@ def load_detection_pipeline(
             dtype=resolve_dtype(dtype),
             batch_size=batch_size,
             trust_remote_code=False,
+            opinions=opinions,
             **backend_options,
         )
     except ImportError as error:  # the onnx backend's exporter needs the onnx package
@@ -157,6 +160,33 @@ def check_onnx_options(model: str | None, device: str, dtype: str, backend: str 
         )
 
 
+def bundled_detector_path() -> Path:
+    """The checkpoint a run without a model starts from: the manipulated-face default, else the generated-face one
+    (the pipeline brings the other when both are installed); FileNotFoundError naming both when neither is."""
+    from .defaults import (
+        DEFAULT_MODEL_ENV,
+        DEFAULT_MODEL_NAME,
+        GENERATED_MODEL_ENV,
+        GENERATED_MODEL_NAME,
+        default_detector_path,
+        installed_bundled_models,
+        require_default_model,
+    )
+
+    if installed_bundled_models():
+        return default_detector_path()
+    problems = []
+    for name in (DEFAULT_MODEL_NAME, GENERATED_MODEL_NAME):
+        try:
+            require_default_model(name)
+        except FileNotFoundError as error:
+            problems.append(str(error).split(": pass --model")[0])
+    raise FileNotFoundError(
+        f"no bundled model is installed ({'; '.join(problems)}): pass --model with a checkpoint folder or Hub id, set "
+        f"${DEFAULT_MODEL_ENV} or ${GENERATED_MODEL_ENV}, or reinstall mesofcn"
+    )
+
+
 def detect_call_options(args: argparse.Namespace) -> dict:
     """
     The pipeline options of `mesofcn detect` from its arguments (threshold, verdict rule, quiet, every, frames,
@@ -179,6 +209,8 @@ def detect_call_options(args: argparse.Namespace) -> dict:
         call_options["detect_every"] = args.detect_every
     if getattr(args, "detect_size", None) is not None:
         call_options["detect_size"] = args.detect_size or None
+    if getattr(args, "generated_on_videos", False):
+        call_options["generated_on_videos"] = True
     return call_options
 
 
@@ -230,6 +262,7 @@ __all__ = [
     "check_onnx_options",
     "check_writable_folder",
     "command_parser",
+    "bundled_detector_path",
     "detect_call_options",
     "first_line",
     "is_onnx_file",

@@ -36,10 +36,17 @@ def add_detect_parser(commands) -> None:
         help="is this image or video manipulated, and where?",
         description="Find the faces in each input, score each with MesoFCN, link them into tracks across "
         "frames and give a verdict per input (the most suspicious face track among those large and lasting "
-        "enough to decide, see --min-face-fraction and --min-track-share).",
+        "enough to decide, see --min-face-fraction and --min-track-share). Without --model an image is asked "
+        "both bundled questions, manipulated face and generated face, and is fake if either says so.",
     )
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
     detect.add_argument("--model", help=MODEL_HELP)
+    detect.add_argument(
+        "--generated-on-videos",
+        action="store_true",
+        help="without --model, also ask the generated-face model on videos (by default only images get both "
+        "opinions: it was trained on still photos)",
+    )
     sampling = detect.add_mutually_exclusive_group()
     sampling.add_argument("--every", type=positive_int, metavar="K", help="analyse every K-th frame (default 5)")
     sampling.add_argument("--frames", type=positive_int, metavar="N", help="analyse N evenly spaced frames")
@@ -84,6 +91,8 @@ def add_detect_parser(commands) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    if args.generated_on_videos and args.model:
+        raise CommandError("--generated-on-videos asks the bundled generated-face model; --model names one model")
     # Bad output paths fail in one line before the model loads.
     overlay_paths = plan_outputs(args.inputs, args.overlay, "--overlay")
     plot_paths = plan_outputs(args.inputs, args.plot, "--plot", suffix=".png")

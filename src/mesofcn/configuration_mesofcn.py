@@ -7,6 +7,9 @@ from transformers import PreTrainedConfig
 
 #: Class 0 is a real (pristine) face, class 1 a manipulated one, in every head, dataset and report.
 MESOFCN_ID2LABEL = {0: "real", 1: "fake"}
+#: What a checkpoint's "fake" means: a manipulated face (swap, reenactment: FF++, blends) or a generated one
+#: (GAN / diffusion portraits). Reports name it, and `mesofcn detect` asks both bundled checkpoints on images.
+DETECTS = ("manipulated", "generated")
 
 
 @strict
@@ -33,6 +36,9 @@ class MesoFCNConfig(PreTrainedConfig):
         mask_ignore_index (`int`, defaults to -100): value of segmentation targets that carry no label
             (fakes without a mask); such positions add nothing to the loss.
         id2label (`dict[int, str]`): must be `{0: "real", 1: "fake"}`; fixed so no checkpoint can flip it.
+        detects (`str`, defaults to "manipulated"): what class 1 means for this checkpoint, "manipulated" (a face
+            swapped, reenacted or edited) or "generated" (a face made whole by a GAN or diffusion model; the
+            paper's second experiment). Set by the trainer from the task (`gan-*` tasks: "generated").
 
     Example:
     ```python
@@ -55,6 +61,7 @@ class MesoFCNConfig(PreTrainedConfig):
     batch_norm_momentum: float = 0.1
     seg_loss_weight: float | int = 0.3
     mask_ignore_index: int = -100
+    detects: str = "manipulated"
 
     def __post_init__(self, **kwargs):
         self.hidden_sizes = list(self.hidden_sizes)
@@ -90,7 +97,9 @@ class MesoFCNConfig(PreTrainedConfig):
             raise ValueError(f"MesoFCNConfig.seg_loss_weight (λ) must be between 0 and 1, got {self.seg_loss_weight}")
 
     def check_labels(self) -> None:
-        """Class 0 is real and class 1 is fake, always."""
+        """Class 0 is real and class 1 is fake, always; `detects` says which kind of fake."""
+        if self.detects not in DETECTS:
+            raise ValueError(f"MesoFCNConfig.detects must be one of {DETECTS}, got {self.detects!r}")
         if self.id2label is not None and {int(k): v for k, v in self.id2label.items()} != MESOFCN_ID2LABEL:
             raise ValueError(
                 f"MesoFCNConfig.id2label must be {MESOFCN_ID2LABEL} (0 = real, 1 = fake), got {self.id2label}"
@@ -122,4 +131,4 @@ class MesoFCNConfig(PreTrainedConfig):
         return self.pool_stride if self.pool_after else 1
 
 
-__all__ = ["MESOFCN_ID2LABEL", "MesoFCNConfig"]
+__all__ = ["DETECTS", "MESOFCN_ID2LABEL", "MesoFCNConfig"]

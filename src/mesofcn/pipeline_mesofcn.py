@@ -17,6 +17,7 @@ from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb
 from .inference import prepare_for_inference
 from .media import load_image, media_kind
 from .memory import TRIM_EVERY_FRAMES, release_freed_memory
+from .opinions import NOT_INSTALLED, NOT_RUN_ON_VIDEOS, combine_opinions
 from .prefetch import prefetch as run_ahead
 from .tracking import (
     DEFAULT_MIN_FACE_FRACTION,
@@ -26,7 +27,7 @@ from .tracking import (
     most_suspicious_track,
     summarize_track,
 )
-from .video import FrameSampling, MediaLimits, iter_video_frames, probe_video
+from .video import FrameSampling, MediaError, MediaLimits, iter_video_frames, probe_video
 from .video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE, VideoFaceFinder, check_detection_settings
 
 #: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
@@ -73,6 +74,12 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
     decide the verdict (see `mesofcn.tracking.most_suspicious_track`, which also describes the fallback when no
     track qualifies). In an image every face covers its one frame, so only the size floor applies.
 
+    Two opinions: a bundled checkpoint (see mesofcn.defaults; `opinions=None` detects it, `True`/`False` force it)
+    brings the other bundled one when installed, so that an image is asked both "is this face manipulated?" and
+    "is it generated?", sharing the face detector. The report then carries `opinions` and `reason`, and `label` is
+    fake if either says so (see mesofcn.opinions). Videos get the manipulated-face opinion only unless called with
+    `generated_on_videos=True`.
+
     Example:
     ```python
     >>> import mesofcn
@@ -100,6 +107,7 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         min_face_size: int = 20,
         backend: str | None = None,
         num_threads: int | None = None,
+        opinions: bool | None = None,
         **kwargs,
     ):
         if backend not in (None, "torch", "onnx"):
@@ -111,6 +119,71 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             )
         self.face_detector = face_detector
         self.inference_model = self._inference_model(backend, num_threads)
+        #: What this checkpoint's "fake" means: "manipulated" or "generated" (its config's `detects`).
+        self.detects = getattr(getattr(self.model, "config", None), "detects", "manipulated")
+        if opinions is None:
+            from .defaults import is_bundled_model
+
+            opinions = is_bundled_model(model_name(self.model))
+        self.opinions = bool(opinions)
+        #: The other bundled checkpoint's pipeline, when asking both (None: not asked, or not installed).
+        self.second_opinion = self._second_opinion(backend, num_threads) if self.opinions else None
+
+    def _second_opinion(self, backend: str | None, num_threads: int | None) -> DeepfakeDetectionPipeline | None:
+        """A pipeline of the other bundled checkpoint on the same device, dtype, batch size and face detector."""
+        from .defaults import installed_bundled_models
+        from .image_processing_mesofcn import MesoFCNImageProcessor
+        from .modeling_mesofcn import MesoFCNForDeepfakeDetection
+
+        other = next((path for kind, path in installed_bundled_models().items() if kind != self.detects), None)
+        if other is None:
+            return None
+        model = MesoFCNForDeepfakeDetection.from_pretrained(other, dtype=self.model.dtype).to(self.device)
+        return type(self)(
+            model=model,
+            image_processor=MesoFCNImageProcessor.from_pretrained(other),
+            task="deepfake-detection",
+            device=self.device,
+            batch_size=self._batch_size,
+            face_detector=self.face_detector,
+            backend=backend,
+            num_threads=num_threads,
+            opinions=False,
+        )
+
+    def __call__(self, inputs, *args, generated_on_videos: bool = False, **kwargs):
+        """Reports on `inputs` (see the class docstring); with two opinions, each input is asked both questions
+        (videos: the generated-face one only with `generated_on_videos=True`)."""
+        if not self.opinions:
+            return super().__call__(inputs, *args, **kwargs)
+        single = not isinstance(inputs, (list, tuple))
+        reports = [
+            self._both_opinions(item, generated_on_videos, args, kwargs) for item in ([inputs] if single else inputs)
+        ]
+        return reports[0] if single else reports
+
+    def _both_opinions(self, item, generated_on_videos: bool, args: tuple, kwargs: dict) -> dict:
+        video = isinstance(item, (str, os.PathLike)) and media_kind(item) == "video"
+        other = "generated" if self.detects == "manipulated" else "manipulated"
+        asked = {self.detects: self, other: self.second_opinion}
+        if video and not generated_on_videos:
+            if asked["manipulated"] is None:
+                raise MediaError(
+                    item,
+                    "no manipulated-face model is installed, and the generated-face model checks images (pass a "
+                    "model, or ask it on videos with generated_on_videos=True / --generated-on-videos)",
+                )
+            asked["generated"] = None
+        # ChunkPipeline's own call: each pipeline answers its one question.
+        reports = {
+            kind: ChunkPipeline.__call__(pipe, item, *args, **kwargs)
+            for kind, pipe in asked.items()
+            if pipe is not None
+        }
+        primary = "manipulated" if "manipulated" in reports else "generated"
+        other = "generated" if primary == "manipulated" else "manipulated"
+        missing = NOT_RUN_ON_VIDEOS if video and other == "generated" and not generated_on_videos else NOT_INSTALLED
+        return combine_opinions(reports[primary], primary, reports.get(other), missing)
 
     def _inference_model(self, backend: str | None, num_threads: int | None):
         """What `_forward` calls: the torch model prepared for inference (BatchNorm folded), or, for the onnx backend,

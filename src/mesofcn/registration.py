@@ -13,7 +13,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_mesofcn import MesoFCNConfig
-from .defaults import default_model_path
+from .defaults import default_detector_path
 from .image_processing_mesofcn import MesoFCNImageProcessor
 from .modeling_mesofcn import MesoFCNForDeepfakeDetection
 from .pipeline_mesofcn import DeepfakeDetectionPipeline
@@ -33,9 +33,10 @@ def register_auto_classes() -> None:
         auto_class.register(MesoFCNConfig, MesoFCNForDeepfakeDetection, exist_ok=True)
     AutoImageProcessor.register(MesoFCNConfig, image_processor_classes={"pil": MesoFCNImageProcessor}, exist_ok=True)
     if DETECTION_TASK not in PIPELINE_REGISTRY.supported_tasks:
-        # The default checkpoint (a local folder: no Hub access, see mesofcn.defaults) is the model of
-        # `pipeline("deepfake-detection")`; when none is installed, loading fails naming the folder it looked in.
-        default = {"model": (str(default_model_path()), None)}
+        # A bundled checkpoint (a local folder: no Hub access, see mesofcn.defaults) is the model of
+        # `pipeline("deepfake-detection")`, bringing the other one along; when none is installed, loading fails
+        # naming the folder it looked in.
+        default = {"model": (str(default_detector_path()), None)}
         PIPELINE_REGISTRY.register_pipeline(
             DETECTION_TASK, pipeline_class=DeepfakeDetectionPipeline, pt_model=AutoModel, default=default, type="image"
         )

@@ -33,8 +33,20 @@ def report_to_json(report: dict) -> dict:
         }
         for track in report["tracks"]
     ]
+    if "opinions" in report:
+        data["opinions"] = {kind: rounded_opinion(opinion) for kind, opinion in report["opinions"].items()}
     data["mesofcn_version"] = __version__
     return data
+
+
+def rounded_opinion(opinion: dict) -> dict:
+    """One opinion of a two-opinion report (mesofcn.opinions) with its P(fake) values to 4 decimals."""
+    rounded = dict(opinion)
+    if opinion.get("score") is not None:
+        rounded["score"] = round(opinion["score"], 4)
+    if "face_scores" in opinion:
+        rounded["face_scores"] = [round(score, 4) for score in opinion["face_scores"]]
+    return rounded
 
 
 def summary_line(report: dict) -> str:

@@ -168,9 +168,24 @@ def most_suspicious_track(
 
 
 def verdict_text(report: Mapping) -> str:
-    """`FAKE  P(fake)=0.93`, `REAL  P(fake)=0.12` or `NO FACE`: the verdict as the CLI, plot and app show it."""
+    """`FAKE  P(fake)=0.93`, `REAL  P(fake)=0.12` or `NO FACE`: the verdict as the CLI, plot and app show it; with
+    two opinions (mesofcn.opinions) the reason and each one's P(fake): `FAKE (generated)  P(fake)=0.93
+    [manipulated 0.12, generated 0.93]`."""
     verdict = report["label"].upper().replace("_", " ")
-    return verdict if report.get("score") is None else f"{verdict}  P(fake)={report['score']:.2f}"
+    if report.get("reason"):
+        verdict += f" ({report['reason'].replace('+', ' + ')})"
+    text = verdict if report.get("score") is None else f"{verdict}  P(fake)={report['score']:.2f}"
+    if "opinions" in report:
+        parts = [f"{kind} {opinion_text(opinion)}" for kind, opinion in report["opinions"].items()]
+        text += f"  [{', '.join(parts)}]"
+    return text
+
+
+def opinion_text(opinion: Mapping) -> str:
+    """`0.93`, `no face` or why the opinion is missing (`not installed`)."""
+    if opinion.get("missing"):
+        return opinion["missing"].split(" (")[0]
+    return "no face" if opinion["score"] is None else f"{opinion['score']:.2f}"
 
 
 __all__ = [

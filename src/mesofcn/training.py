@@ -214,7 +214,8 @@ class Trainer:
             )
         except DatasetError as error:
             raise TrainingError(str(error)) from error
-        self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight)
+        detects = "generated" if self.spec.family == "gan" else "manipulated"
+        self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight, detects=detects)
         self._build_data()
         self._build_model()
         self.pusher = None
