@@ -125,10 +125,11 @@ def train(datasets: list[Path], output: Path) -> None:
     run(argv)
 
 
-def ship(output: Path, target: Path, checkpoint: str = BEST_DIR) -> Path:
-    """Copy the run's chosen checkpoint and the card to `target` (written beside it, then renamed into place)."""
+def ship(output: Path, target: Path, checkpoint: str = BEST_DIR, name: str = DEFAULT_MODEL_NAME) -> Path:
+    """Copy the run's chosen checkpoint and the card `model_cards/<name>.md` to `target` (written beside it, then
+    renamed into place)."""
     best = output / checkpoint
-    card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
+    card = REPO_ROOT / "model_cards" / f"{name}.md"
     with atomic_directory(target) as partial:
         partial.mkdir(parents=True)
         for name in SHIPPED_FILES:

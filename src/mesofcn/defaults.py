@@ -20,7 +20,6 @@ package's code. `python scripts/train_default.py` and `python scripts/train_gene
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 #: Name of the default checkpoint's recipe: self- and donor-blended pseudo-fakes of real faces plus the fakes of ten
@@ -42,8 +41,9 @@ DEFAULT_MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.
 
 
 def packaged_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
-    """Where a bundled checkpoint installed into the package lives."""
-    return Path(str(resources.files("mesofcn") / "weights" / name))
+    """Where a bundled checkpoint installed into the package lives (beside this module: also where a checkpoint's
+    copy of the code runs as remote code, in which case nothing is bundled there)."""
+    return Path(__file__).resolve().parent / "weights" / name
 
 
 def _environment_choice(name: str) -> str | None:
