@@ -123,18 +123,12 @@ def real_face_crops(sources: list[Path], processor, count: int) -> np.ndarray | 
 
 def onnx_sessions(model, calibration: np.ndarray, threads: int) -> dict:
     """ONNX Runtime sessions of the fp32 export and of its int8 quantization (the export command's settings)."""
-    import onnxruntime as ort
-
-    from mesofcn.modeling_mesofcn_onnx import export_onnx_bytes, session_options
+    from mesofcn.modeling_mesofcn_onnx import cpu_session, export_onnx_bytes
     from mesofcn.onnx_export import quantize_int8
 
     fp32 = export_onnx_bytes(model)
     int8 = quantize_int8(fp32, calibration)
-    providers = ["CPUExecutionProvider"]
-    return {
-        name: ort.InferenceSession(data, sess_options=session_options(threads), providers=providers)
-        for name, data in (("fp32", fp32), ("int8", int8))
-    }
+    return {name: cpu_session(data, threads) for name, data in (("fp32", fp32), ("int8", int8))}
 
 
 def p_fake_differences(model, sessions: dict, crops: np.ndarray) -> dict:
