@@ -140,3 +140,22 @@ def test_no_bundled_model_names_both(tmp_path, face_photo, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "no bundled model is installed" in err and "turns mesofcn-blends-c23-c40 off" in err
     assert f"{tmp_path / 'missing'}, which lacks config.json" in err
+
+
+def test_the_python_pipeline_on_a_bundled_model_asks_both(bundled, face_photo, monkeypatch):
+    from transformers import pipeline
+
+    from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+
+    monkeypatch.setenv(DEFAULT_MODEL_ENV, str(bundled["manipulated"]))
+    monkeypatch.setenv(GENERATED_MODEL_ENV, str(bundled["generated"]))
+    load = {"pipeline_class": DeepfakeDetectionPipeline, "model": str(bundled["manipulated"])}
+    both = pipeline("deepfake-detection", **load)
+    assert both.opinions and both.second_opinion.detects == "generated" and both.detects == "manipulated"
+    assert both.second_opinion.face_detector is both.face_detector  # one detector, loaded once
+    first, second = both([str(face_photo), str(face_photo)])
+    assert first["reason"] == second["reason"] == "generated"
+    assert first["opinions"]["generated"]["score"] == pytest.approx(SIGMOID_3, abs=1e-5)
+    alone = pipeline("deepfake-detection", opinions=False, **load)
+    report = alone(str(face_photo), generated_on_videos=True)  # accepted and moot without a second opinion
+    assert "opinions" not in report and report["score"] == pytest.approx(SIGMOID_MINUS_2, abs=1e-5)
