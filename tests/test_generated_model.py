@@ -28,8 +28,9 @@ from tests.conftest import REPO_ROOT
 
 #: Budget of a bundled checkpoint (safetensors, at most 5 MB).
 MAX_WEIGHT_BYTES = 5_000_000
-#: Largest spread of the generated-face P(fake) of one photo saved four ways (PNG and JPEG q95, at 512 and 256 px):
-#: measured MEASURED_SPREAD on the astronaut when the checkpoint shipped, asserted with some margin.
+#: Largest spread of the generated-face P(fake) of one photo saved four ways (PNG and JPEG q95, at 512 and 256 px).
+#: No checkpoint ships yet, so this is the bound set before measuring; the shipping run measures the spread, states
+#: it in the card and tightens this to it (plus a margin).
 MAX_FORMAT_SPREAD = 0.1
 
 
@@ -114,9 +115,11 @@ def test_the_score_barely_moves_with_format_and_size(astronaut, tmp_path):
     assert max(scores.values()) - min(scores.values()) < MAX_FORMAT_SPREAD
 
 
-#: The floor the unseen-generator subset below must stay above (item AUC), and that subset: the StyleGAN2 fakes and
-#: their pipeline-matched Unsplash reals (both 300x300 JPEG from one dataset).
-SUBSET_FLOOR = 0.0
+#: The floor the unseen-generator subset below must stay above (item AUC), and that subset: every third row of the
+#: StyleGAN2 group (its fakes and their pipeline-matched Unsplash reals, both 300x300 JPEG from one dataset). The
+#: same network untrained scores 0.84 on the whole group (model_cards/mesofcn-generated.md): a shipped checkpoint
+#: must do better than random weights.
+SUBSET_FLOOR = 0.86
 SUBSET_GROUP = "gan:StyleGAN2"
 
 
