@@ -166,7 +166,8 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
         video = isinstance(item, (str, os.PathLike)) and media_kind(item) == "video"
         other = "generated" if self.detects == "manipulated" else "manipulated"
         asked = {self.detects: self, other: self.second_opinion}
-        if video and not generated_on_videos:
+        skipped_on_video = video and not generated_on_videos
+        if skipped_on_video:
             if asked["manipulated"] is None:
                 raise MediaError(
                     item,
@@ -180,10 +181,12 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             for kind, pipe in asked.items()
             if pipe is not None
         }
+        # The manipulated-face report leads when there is one (its tracks and maps); a video without the generated
+        # opinion only reaches here with the manipulated model (see above).
         primary = "manipulated" if "manipulated" in reports else "generated"
-        other = "generated" if primary == "manipulated" else "manipulated"
-        missing = NOT_RUN_ON_VIDEOS if video and other == "generated" and not generated_on_videos else NOT_INSTALLED
-        return combine_opinions(reports[primary], primary, reports.get(other), missing)
+        second = "generated" if primary == "manipulated" else "manipulated"
+        missing = NOT_RUN_ON_VIDEOS if skipped_on_video else NOT_INSTALLED
+        return combine_opinions(reports[primary], primary, reports.get(second), missing)
 
     def _inference_model(self, backend: str | None, num_threads: int | None):
         """What `_forward` calls: the torch model prepared for inference (BatchNorm folded), or, for the onnx backend,
