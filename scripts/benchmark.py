@@ -28,7 +28,7 @@ import torch
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.atomic_files import write_text_atomic
-from mesofcn.inference import bf16_supported, prepare_for_inference
+from mesofcn.detection.inference import bf16_supported, prepare_for_inference
 
 
 def network_gflop(config: MesoFCNConfig, size: int) -> float:
@@ -113,7 +113,7 @@ def shared_data_dir() -> Path:
 
 def real_face_crops(sources: list[Path], processor, count: int) -> np.ndarray | None:
     """Up to `count` real face crops made as detection makes them, or None when no source folder exists."""
-    from mesofcn.onnx_export import collect_calibration_crops
+    from mesofcn.training.onnx_export import collect_calibration_crops
 
     present = [source for source in sources if source.is_dir()]
     if not present:
@@ -123,8 +123,8 @@ def real_face_crops(sources: list[Path], processor, count: int) -> np.ndarray | 
 
 def onnx_sessions(model, calibration: np.ndarray, threads: int) -> dict:
     """ONNX Runtime sessions of the fp32 export and of its int8 quantization (the export command's settings)."""
-    from mesofcn.modeling_mesofcn_onnx import cpu_session, export_onnx_bytes
-    from mesofcn.onnx_export import quantize_int8
+    from mesofcn.detection.modeling_mesofcn_onnx import cpu_session, export_onnx_bytes
+    from mesofcn.training.onnx_export import quantize_int8
 
     fp32 = export_onnx_bytes(model)
     int8 = quantize_int8(fp32, calibration)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
 
-    from mesofcn.onnx_export import DEFAULT_CALIBRATION_CROPS
+    from mesofcn.training.onnx_export import DEFAULT_CALIBRATION_CROPS
 
     model, processor = load_model(args.model)
     gflop = network_gflop(model.config, 128)

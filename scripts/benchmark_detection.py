@@ -66,7 +66,7 @@ def load_pipeline(model: str, batch_size: int):
     from transformers import pipeline
 
     import mesofcn  # noqa: F401  (registers the task)
-    from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+    from mesofcn.detection.pipeline_mesofcn import DeepfakeDetectionPipeline
 
     if model.endswith(".onnx"):
         return DeepfakeDetectionPipeline.from_onnx(model, batch_size=batch_size)
@@ -77,7 +77,7 @@ def stage_times(model: str, video: str, every: int, batch_size: int) -> dict:
     """The full path one stage after another, timed per stage (seconds per analysed frame)."""
     import torch
 
-    from mesofcn.video import FrameSampling, iter_video_frames
+    from mesofcn.detection.video import FrameSampling, iter_video_frames
 
     pipe = load_pipeline(model, batch_size)
     totals = dict.fromkeys(("decode", "detect", "crop", "network"), 0.0)
@@ -168,7 +168,7 @@ def cut_clip(source: Path, target: Path, seconds: float) -> Path:
     """The first `seconds` of `source` as a near-lossless H.264 MP4 (CRF 12) at its frame rate."""
     import av
 
-    from mesofcn.video import FrameSampling, iter_video_frames, probe_video
+    from mesofcn.detection.video import FrameSampling, iter_video_frames, probe_video
 
     fps = probe_video(source).fps or 25.0
     with av.open(str(target), "w") as output:
@@ -191,7 +191,7 @@ def cut_clip(source: Path, target: Path, seconds: float) -> Path:
 
 def compare_paths(model: str, clip: str, batch_size: int) -> dict:
     """Full path vs fast path on one clip at every frame: box IoU, lost-face runs, track P(fake) differences."""
-    from mesofcn.tracking import box_iou
+    from mesofcn.detection.tracking import box_iou
 
     pipe = load_pipeline(model, batch_size)
     full = pipe(clip, every=1, **FULL)

@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection
-from mesofcn.cli_training import build_train_parser
-from mesofcn.datasets_pack import PACK_ARCHIVE, pack_datasets
-from mesofcn.packed_data import PACK_INDEX, is_packed
+from mesofcn.cli.training import build_train_parser
+from mesofcn.training.pack import PACK_ARCHIVE, pack_datasets
+from mesofcn.training.packed_data import PACK_INDEX, is_packed
 
 DEFAULT_RUNS = Path("/work/runs/default")
 DEFAULT_DATASETS = [DEFAULT_RUNS / name for name in ("blends", "tools", "ffpp_c23")]
@@ -131,7 +131,7 @@ def train_argv(datasets: list[Path], output: Path, args: argparse.Namespace) -> 
 def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
     """Faces/s of the Trainer's steps warmup+1 .. warmup+steps (timed from the end of step `warmup` to the end of
     the last step, so data loading and transfers count, the final validation and checkpoint do not)."""
-    from mesofcn.training import train
+    from mesofcn.training.trainer import train
 
     marks: dict[int, float] = {}
 
@@ -148,8 +148,8 @@ def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -
 def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
     """Faces/s of the Trainer's training data loader alone (read, decode, augment, collate, move to the device,
     normalize), without the network: how fast the data path could feed it."""
-    from mesofcn.training import Trainer
-    from mesofcn.training_data import normalize_pixels
+    from mesofcn.training.data import normalize_pixels
+    from mesofcn.training.trainer import Trainer
 
     trainer = Trainer(build_train_parser().parse_args(train_argv(datasets, output, args)))
     batches = iter(trainer.train_loader)

@@ -45,7 +45,7 @@ from hostile_inputs import face_frames, mesofcn, resized, write_video  # noqa: E
 
 __all__ = ["Run", "Target", "kill_and_resume", "main", "run_killed", "supervise"]
 
-#: Prepare's exit code for a refused command (see mesofcn.cli).
+#: Prepare's exit code for a refused command (see mesofcn.cli.commands).
 EXIT_USAGE = 2
 #: Suffixes of pickle files, which no training run folder may hold.
 PICKLE_SUFFIXES = (".pkl", ".bin", ".pt", ".pth", ".ckpt")
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mesofcn-faults-") as scratch:
         root = args.keep or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
-        from mesofcn.demo import untrained_checkpoint
+        from mesofcn.cli.demo import untrained_checkpoint
 
         model = Path(untrained_checkpoint(root / "checkpoint"))
         sources = real_sources(root / "real", sources_count, frames * 2)

@@ -38,12 +38,12 @@ import av
 import numpy as np
 from PIL import Image
 
-from mesofcn.demo import demo_photo
-from mesofcn.video import printable
+from mesofcn.cli.demo import demo_photo
+from mesofcn.detection.video import printable
 
 __all__ = ["Case", "Corpus", "Outcome", "build_checkpoint", "case_list", "main", "mesofcn", "run_case"]
 
-#: Detect's exit codes (see mesofcn.cli): inputs analysed, some failed.
+#: Detect's exit codes (see mesofcn.cli.commands): inputs analysed, some failed.
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
 #: Names of temporary files the package writes before renaming them into place.
 TEMPORARY_MARKERS = (".partial", ".tmp")
@@ -464,7 +464,7 @@ class Outcome:
 
 def build_checkpoint(folder: Path) -> Path:
     """A randomly initialised (seeded) checkpoint, as `mesofcn demo` uses when no trained model is installed."""
-    from mesofcn.demo import untrained_checkpoint
+    from mesofcn.cli.demo import untrained_checkpoint
 
     return Path(untrained_checkpoint(folder))
 

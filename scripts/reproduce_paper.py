@@ -17,9 +17,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from mesofcn.reproduction import sweep
-from mesofcn.tasks import CLASSIFICATION_LAMBDAS, parse_task
-from mesofcn.training_data import DatasetError
+from mesofcn.training.data import DatasetError
+from mesofcn.training.reproduction import sweep
+from mesofcn.training.tasks import CLASSIFICATION_LAMBDAS, parse_task
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -41,8 +41,8 @@ from pathlib import Path
 
 from mesofcn.atomic_files import atomic_directory
 from mesofcn.cli import main as mesofcn
-from mesofcn.defaults import DEFAULT_MODEL_NAME, packaged_model_path
-from mesofcn.training import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
+from mesofcn.detection.defaults import DEFAULT_MODEL_NAME, packaged_model_path
+from mesofcn.training.trainer import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

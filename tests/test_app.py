@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mesofcn.app import (
+from mesofcn.cli import EXIT_OK, EXIT_USAGE, detect_call_options, detect_defaults, main
+from mesofcn.cli.app import (
     EVENLY,
     EVERY,
     INSTALL_HINT,
@@ -37,8 +38,7 @@ from mesofcn.app import (
     track_rows,
     verdict_markdown,
 )
-from mesofcn.cli import EXIT_OK, EXIT_USAGE, detect_call_options, detect_defaults, main
-from mesofcn.video import FrameSampling
+from mesofcn.detection.video import FrameSampling
 
 SERVER_START_SECONDS = 240
 UPLOAD_LIMIT_MB = 1
@@ -56,9 +56,9 @@ def run(capsys, *argv):
 
 def test_import_and_detect_do_not_load_gradio():
     script = (
-        "import sys, contextlib, mesofcn, mesofcn.app, mesofcn.cli\n"
+        "import sys, contextlib, mesofcn, mesofcn.cli.app, mesofcn.cli.commands\n"
         "with contextlib.suppress(SystemExit):\n"
-        "    mesofcn.cli.main(['detect', '--help'])\n"
+        "    mesofcn.cli.commands.main(['detect', '--help'])\n"
         "print('gradio' in sys.modules)\n"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -102,7 +102,7 @@ def test_serve_takes_the_network_options_of_detect(capsys, fake_checkpoint, tmp_
 
 def test_python_m_mesofcn_app_is_mesofcn_serve():
     completed = subprocess.run(
-        [sys.executable, "-m", "mesofcn.app", "--help"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mesofcn.cli.app", "--help"], capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "usage: mesofcn serve" in completed.stdout and "--max-upload-mb" in completed.stdout

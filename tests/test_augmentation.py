@@ -11,13 +11,11 @@ import torch
 from datasets import concatenate_datasets
 
 from mesofcn import MesoFCNImageProcessor
-from mesofcn.augmentation import FaceAugmentation, blend_crop, jpeg_round_trip, landmarks_in_crop
-from mesofcn.cli_training import build_train_parser
-from mesofcn.image_processing_mesofcn import crop_face
-from mesofcn.self_blending import resample_through
-from mesofcn.tasks import parse_task
-from mesofcn.training import train
-from mesofcn.training_data import (
+from mesofcn.cli.training import build_train_parser
+from mesofcn.data.blending import resample_through
+from mesofcn.detection.image_processing_mesofcn import crop_face
+from mesofcn.training.augmentation import FaceAugmentation, blend_crop, jpeg_round_trip, landmarks_in_crop
+from mesofcn.training.data import (
     ONLINE_BLEND_COLUMN,
     DatasetError,
     FaceBatchTransform,
@@ -27,6 +25,8 @@ from mesofcn.training_data import (
     load_splits_of_datasets,
     select_task_rows,
 )
+from mesofcn.training.tasks import parse_task
+from mesofcn.training.trainer import train
 from tests.face_datasets import build_face_dataset
 
 NOTHING = FaceAugmentation(0.0, 0.0, (0.5, 0.5), 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), 0.0, (90, 90))

@@ -12,17 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from mesofcn.calibration import (
+from mesofcn.cli import EXIT_OK, EXIT_USAGE, main
+from mesofcn.data.media_lists import MediaListItem
+from mesofcn.detection.modeling_mesofcn import MesoFCNForDeepfakeDetection
+from mesofcn.training.calibration import (
     calibration_shift,
     flagged_share,
     fold_shift_into_classifier,
     item_crossing,
     shifted_score,
 )
-from mesofcn.cli import EXIT_OK, EXIT_USAGE, main
-from mesofcn.media_evaluation import MediaItemResult
-from mesofcn.media_lists import MediaListItem
-from mesofcn.modeling_mesofcn import MesoFCNForDeepfakeDetection
+from mesofcn.training.media_evaluation import MediaItemResult
 from tests.conftest import make_model, save_biased_checkpoint
 from tests.test_evaluate_media import write_labels
 

@@ -241,7 +241,7 @@ def test_console_script_reports_version():
 def test_python_dash_m_reports_command_errors_in_one_line(tmp_path):
     """`python -m mesofcn.cli` runs cli.py as __main__, a second copy of the module: a subcommand's CommandError
     (here a locked prepare output) must still be the one-line error and exit code 2, not a traceback."""
-    from mesofcn.datasets_common import output_lock
+    from mesofcn.data.common import output_lock
 
     Image.new("RGB", (32, 32)).save(tmp_path / "grey.png")
     labels = tmp_path / "labels.csv"
@@ -300,7 +300,7 @@ def test_hub_id_resolves_from_the_offline_cache(tmp_path, checkpoint_dir, face_p
 def test_detect_accepts_checkpoints_that_carry_the_pipeline_code(capsys, tmp_path, face_photo):
     """transformers wants trust_remote_code for a checkpoint's own custom pipeline; the CLI uses the installed one."""
     from mesofcn import MesoFCNImageProcessor
-    from mesofcn.registration import save_detector
+    from mesofcn.detection.registration import save_detector
     from tests.conftest import make_model
 
     folder = tmp_path / "with_pipeline"

@@ -1,4 +1,4 @@
-"""Tests for mesofcn.compression: FF++'s H.264 settings (c23 / c40 / raw) through PyAV."""
+"""Tests for mesofcn.detection.compression: FF++'s H.264 settings (c23 / c40 / raw) through PyAV."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mesofcn.compression import (
+from mesofcn.detection.compression import (
     COMPRESSION_CRF,
     compress_frames,
     compression_crf,

@@ -27,10 +27,9 @@ from datasets import load_from_disk
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.cli import CommandError
-from mesofcn.cli_prepare import add_prepare_parser
-from mesofcn.compression import encode_video
-from mesofcn.datasets_common import MASK_SOURCES, PrepareError, merge_prepared, parse_shard
-from mesofcn.datasets_faceforensics import (
+from mesofcn.cli.prepare import add_prepare_parser
+from mesofcn.data.common import MASK_SOURCES, PrepareError, merge_prepared, parse_shard
+from mesofcn.data.faceforensics import (
     FFPP_FEATURES,
     FFPP_METHOD_NAMES,
     build_faceforensics,
@@ -38,9 +37,10 @@ from mesofcn.datasets_faceforensics import (
     load_official_splits,
     official_split,
 )
-from mesofcn.face_detection import DetectedFace
-from mesofcn.image_processing_mesofcn import crop_face, face_crop_window
-from mesofcn.video import FrameSampling, iter_video_frames, probe_video
+from mesofcn.detection.compression import encode_video
+from mesofcn.detection.face_detection import DetectedFace
+from mesofcn.detection.image_processing_mesofcn import crop_face, face_crop_window
+from mesofcn.detection.video import FrameSampling, iter_video_frames, probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,7 +193,7 @@ def test_official_split_lists():
     assert set(ids["train"]).isdisjoint(ids["validation"]) and set(ids["validation"]).isdisjoint(ids["test"])
     assert set(ids["train"]).isdisjoint(ids["test"])
     assert set().union(*ids.values()) == {f"{number:03d}" for number in range(1000)}
-    assert (REPO / "src/mesofcn/splits/LICENSE").read_text().count("MIT") >= 1
+    assert (REPO / "src/mesofcn/data/splits/LICENSE").read_text().count("MIT") >= 1
 
 
 def test_official_split_of_video_names():
@@ -316,7 +316,7 @@ def test_dataset_feeds_the_model(clean_build):
 KILLED_BUILD = """
 import sys
 from tests.test_datasets_faceforensics import FixedFaceDetector
-from mesofcn.datasets_faceforensics import build_faceforensics
+from mesofcn.data.faceforensics import build_faceforensics
 build_faceforensics(sys.argv[1], sys.argv[2], methods=["Deepfakes", "Face2Face"], every=3,
                     detector=FixedFaceDetector(delay=0.25), progress=False)
 """

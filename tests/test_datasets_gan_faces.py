@@ -16,14 +16,14 @@ from PIL import Image
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.cli import CommandError
-from mesofcn.cli_prepare import add_prepare_parser
-from mesofcn.compression import compress_frames
-from mesofcn.datasets_common import PrepareError
-from mesofcn.datasets_gan_faces import build_gan_faces, gan_faces_features, list_images, split_images
-from mesofcn.face_detection import DetectedFace
-from mesofcn.image_processing_mesofcn import crop_face
-from mesofcn.media import load_image
-from mesofcn.training_data import DatasetError, crop_crf_of_datasets
+from mesofcn.cli.prepare import add_prepare_parser
+from mesofcn.data.common import PrepareError
+from mesofcn.data.gan_faces import build_gan_faces, gan_faces_features, list_images, split_images
+from mesofcn.detection.compression import compress_frames
+from mesofcn.detection.face_detection import DetectedFace
+from mesofcn.detection.image_processing_mesofcn import crop_face
+from mesofcn.detection.media import load_image
+from mesofcn.training.data import DatasetError, crop_crf_of_datasets
 
 MARKER = (slice(0, 6), slice(0, 6))
 

@@ -16,9 +16,9 @@ from datasets import load_from_disk
 from PIL import Image
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
-from mesofcn.cli_prepare import add_prepare_parser
-from mesofcn.datasets_common import PrepareError
-from mesofcn.datasets_self_blend import (
+from mesofcn.cli.prepare import add_prepare_parser
+from mesofcn.data.common import PrepareError
+from mesofcn.data.self_blend import (
     FAKE_MASK_SOURCE,
     REAL_MASK_SOURCE,
     blend_seed,

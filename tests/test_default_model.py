@@ -19,7 +19,7 @@ from PIL import Image
 
 from mesofcn import MesoFCNImageProcessor
 from mesofcn.cli import EXIT_OK, EXIT_USAGE, main
-from mesofcn.defaults import (
+from mesofcn.detection.defaults import (
     DEFAULT_MODEL_ENV,
     DEFAULT_MODEL_FILES,
     DEFAULT_MODEL_NAME,
@@ -28,7 +28,7 @@ from mesofcn.defaults import (
     packaged_model_path,
     require_default_model,
 )
-from mesofcn.registration import save_detector
+from mesofcn.detection.registration import save_detector
 from tests.conftest import REPO_ROOT, make_model
 
 FFPP_VIDEOS = "ffpp_mini/{kind}/{method}/c23/videos/{name}.mp4"
@@ -117,12 +117,14 @@ def test_environment_variable_chooses_the_default(monkeypatch, installed_default
     assert require_default_model() == installed_default
     monkeypatch.delenv(DEFAULT_MODEL_ENV)
     assert default_model_path() == packaged_model_path()
-    assert packaged_model_path().parts[-3:] == ("mesofcn", "weights", DEFAULT_MODEL_NAME)
+    assert packaged_model_path().parts[-4:] == ("mesofcn", "detection", "weights", DEFAULT_MODEL_NAME)
 
 
 def test_missing_or_incomplete_defaults_give_one_line_errors(monkeypatch, capsys, tmp_path, installed_default):
     monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
-    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda name="": tmp_path / "not-installed" / name)
+    monkeypatch.setattr(
+        "mesofcn.detection.defaults.packaged_model_path", lambda name="": tmp_path / "not-installed" / name
+    )
     assert not default_model_available()
     code = main(["detect", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
@@ -142,7 +144,7 @@ def test_auto_model_and_pipeline_without_a_model_load_the_default_offline(instal
 import json
 import mesofcn
 from transformers import AutoModel, pipeline
-from mesofcn.defaults import default_model_path
+from mesofcn.detection.defaults import default_model_path
 model = AutoModel.from_pretrained(str(default_model_path()), local_files_only=True)
 detect = pipeline("deepfake-detection")
 report = detect({str(astronaut_png)!r})
@@ -190,7 +192,7 @@ import json, sys
 import mesofcn
 from transformers import AutoModel
 from mesofcn.cli import main
-from mesofcn.defaults import default_model_path
+from mesofcn.detection.defaults import default_model_path
 model = AutoModel.from_pretrained(str(default_model_path()), local_files_only=True)
 code = main(["detect", {str(astronaut_png)!r}, "--json", "report.json", "--quiet"])
 print(json.dumps({{"class": type(model).__name__, "code": code, "path": str(default_model_path())}}))

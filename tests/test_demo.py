@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mesofcn.cli import main
-from mesofcn.defaults import DEFAULT_MODEL_ENV
+from mesofcn.detection.defaults import DEFAULT_MODEL_ENV
 
 pytest.importorskip("skimage")
 
@@ -19,7 +19,9 @@ pytest.importorskip("skimage")
 def no_default_model(monkeypatch, tmp_path):
     """An installation without a default model (whatever this checkout has installed)."""
     monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
-    monkeypatch.setattr("mesofcn.defaults.packaged_model_path", lambda name="": tmp_path / "no-default" / name)
+    monkeypatch.setattr(
+        "mesofcn.detection.defaults.packaged_model_path", lambda name="": tmp_path / "no-default" / name
+    )
 
 
 def test_demo_without_any_model_runs_end_to_end_and_says_the_weights_are_random(tmp_path, capsys, no_default_model):
@@ -50,7 +52,7 @@ def test_demo_uses_the_installed_default_model(tmp_path, capsys, monkeypatch, fa
 
 
 def test_demo_clips_differ_only_around_the_face(tmp_path):
-    from mesofcn.demo import make_demo_clips
+    from mesofcn.cli.demo import make_demo_clips
 
     real, fake = make_demo_clips(tmp_path, frames=3)
     with av.open(str(real)) as a, av.open(str(fake)) as b:

@@ -15,8 +15,8 @@ import av
 import pytest
 
 from mesofcn.cli import EXIT_OK, main
-from mesofcn.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
-from mesofcn.video import FrameSampling, iter_video_frames
+from mesofcn.detection.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
+from mesofcn.detection.video import FrameSampling, iter_video_frames
 
 VIDEO_NAMES = ["004.mp4", "004_982.mp4", "519.mp4", "519_515.mp4", "750_743.mp4"]
 

@@ -17,9 +17,9 @@ from PIL import Image
 
 from mesofcn import __version__, crop_face
 from mesofcn.cli import EXIT_OK, main
-from mesofcn.face_detection import RetinaFaceDetector
-from mesofcn.pipeline_mesofcn import unwrap
-from mesofcn.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
+from mesofcn.detection.face_detection import RetinaFaceDetector
+from mesofcn.detection.pipeline_mesofcn import unwrap
+from mesofcn.detection.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE
 from tests.conftest import write_video
 
 skimage_data = pytest.importorskip("skimage.data")

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-import mesofcn.cli
-import mesofcn.cli_common
-import mesofcn.cli_detect
+import mesofcn.cli.commands
+import mesofcn.cli.common
+import mesofcn.cli.detect
 from mesofcn import __version__
 from mesofcn.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from mesofcn.media_evaluation import bootstrap_auc_interval, mann_whitney_auc
-from mesofcn.video import MediaError
+from mesofcn.detection.video import MediaError
+from mesofcn.training.media_evaluation import bootstrap_auc_interval, mann_whitney_auc
 from tests.conftest import write_video
 
 OUTPUT_FILES = {"results.json", "predictions.csv", "roc.png", "scores.png"}
@@ -76,7 +76,7 @@ def stand_in(monkeypatch):
             detector.loaded_with = (model, device, dtype, batch_size)
             return detector
 
-        for module in (mesofcn.cli_common, mesofcn.cli_detect):  # evaluate --media's loader, and detect's
+        for module in (mesofcn.cli.common, mesofcn.cli.detect):  # evaluate --media's loader, and detect's
             monkeypatch.setattr(module, "load_detection_pipeline", load)
         return detector
 
@@ -167,8 +167,8 @@ def test_metrics_by_hand_on_the_example(capsys, tmp_path, stand_in):
 
 def verdict_rule_options() -> dict:
     """Whatever verdict-rule options `mesofcn detect` passes by default (none in older versions)."""
-    detect_args = mesofcn.cli.build_parser().parse_args(["detect", "x.png"])
-    options = mesofcn.cli.detect_call_options(detect_args)
+    detect_args = mesofcn.cli.commands.build_parser().parse_args(["detect", "x.png"])
+    options = mesofcn.cli.commands.detect_call_options(detect_args)
     return {key: value for key, value in options.items() if key not in {"threshold", "progress", "return_heatmaps"}}
 
 
@@ -327,7 +327,7 @@ def test_bad_labels_file_is_a_one_line_error(capsys, tmp_path, monkeypatch, cont
     def never(*args):
         raise AssertionError("the model must not load for a bad labels file")
 
-    monkeypatch.setattr(mesofcn.cli_common, "load_detection_pipeline", never)
+    monkeypatch.setattr(mesofcn.cli.common, "load_detection_pipeline", never)
     labels = tmp_path / "labels.csv"
     if content is not None:
         labels.write_text(content)
@@ -410,8 +410,8 @@ def test_end_to_end_through_the_real_pipeline_matches_detect(capsys, tmp_path, c
 
 
 def test_frame_auc_counts_only_the_tracks_that_may_decide():
-    from mesofcn.media_evaluation import frame_metrics, item_result
-    from mesofcn.media_lists import MediaListItem
+    from mesofcn.data.media_lists import MediaListItem
+    from mesofcn.training.media_evaluation import frame_metrics, item_result
 
     def report(tracks):
         return {"label": "fake", "score": 0.9, "frames_analysed": 2, "tracks": tracks}

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from mesofcn.cli import CommandError
-from mesofcn.cli_training import add_evaluate_parser
-from mesofcn.evaluation import evaluate_checkpoint, pick_grid_rows
-from mesofcn.reproduction import SweepRun, render_tables
+from mesofcn.cli.training import add_evaluate_parser
+from mesofcn.training.evaluation import evaluate_checkpoint, pick_grid_rows
+from mesofcn.training.reproduction import SweepRun, render_tables
 from tests.conftest import REPO_ROOT, save_biased_checkpoint, shared_data_dir
 from tests.face_datasets import build_face_dataset
 
@@ -148,12 +148,12 @@ def test_ffpp_mini_train_and_evaluate_end_to_end(tmp_path):
     if not data_root.is_dir():
         pytest.skip(f"shared data not found at {data_root}")
     try:
-        builders = importlib.import_module("mesofcn.datasets_faceforensics")
+        builders = importlib.import_module("mesofcn.data.faceforensics")
     except ImportError:
-        pytest.skip("the FF++ dataset builder (mesofcn.datasets_faceforensics) is not in this tree yet")
+        pytest.skip("the FF++ dataset builder (mesofcn.data.faceforensics) is not in this tree yet")
     build = getattr(builders, "build_faceforensics", None)
     if build is None:
-        pytest.skip("mesofcn.datasets_faceforensics has no build_faceforensics(root, out, ...) yet")
+        pytest.skip("mesofcn.data.faceforensics has no build_faceforensics(root, out, ...) yet")
     dataset = tmp_path / "ffpp_mini"
     # ffpp_mini: 519 + Deepfakes 519_515 + Face2Face 750_743 (train), 004 + NeuralTextures 004_982 (validation)
     build(data_root, dataset, methods=("Deepfakes", "Face2Face", "NeuralTextures"), every=25, progress=False)

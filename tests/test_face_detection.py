@@ -1,4 +1,4 @@
-"""Tests for mesofcn.face_detection on real face photos from the shared test data."""
+"""Tests for mesofcn.detection.face_detection on real face photos from the shared test data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import retinaface
 from PIL import Image
 
-from mesofcn.face_detection import (
+from mesofcn.detection.face_detection import (
     LANDMARK_NAMES,
     DetectedFace,
     FaceDetector,

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from mesofcn.cli import EXIT_OK, main
-from mesofcn.defaults import (
+from mesofcn.detection.defaults import (
     DEFAULT_MODEL_ENV,
     DEFAULT_MODEL_FILES,
     GENERATED_MODEL_ENV,
@@ -82,7 +82,7 @@ def test_detect_on_a_photo_without_arguments_reports_both_opinions_offline(astro
 import json, sys
 from transformers import AutoModel
 from mesofcn.cli import main
-from mesofcn.defaults import GENERATED_MODEL_NAME, default_model_path
+from mesofcn.detection.defaults import GENERATED_MODEL_NAME, default_model_path
 model = AutoModel.from_pretrained(str(default_model_path(GENERATED_MODEL_NAME)), local_files_only=True)
 code = main(["detect", {str(photo)!r}, "--json", "report.json", "--quiet"])
 print(json.dumps({{"class": type(model).__name__, "code": code}}))

@@ -166,7 +166,7 @@ def test_settings_round_trip_through_preprocessor_config(tmp_path):
 
 
 def test_crop_crf_encodes_each_cut_face_like_the_encoded_training_crops(tmp_path):
-    from mesofcn.compression import compress_frames
+    from mesofcn.detection.compression import compress_frames
 
     frame = cv2_smooth_frame()
     MesoFCNImageProcessor(crop_crf="c40").save_pretrained(tmp_path)

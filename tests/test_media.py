@@ -1,4 +1,4 @@
-"""Tests for mesofcn.media: safe image loading and image/video sniffing, on small files written here."""
+"""Tests for mesofcn.detection.media: safe image loading and image/video sniffing, on small files written here."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mesofcn.media import _check_size, check_media_file, load_image, media_kind
-from mesofcn.video import DEFAULT_MAX_PIXELS, MediaError
+from mesofcn.detection.media import _check_size, check_media_file, load_image, media_kind
+from mesofcn.detection.video import DEFAULT_MAX_PIXELS, MediaError
 
 
 def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mesofcn.evaluation import segmentation_counts
-from mesofcn.metrics import (
+from mesofcn.training.evaluation import segmentation_counts
+from mesofcn.training.metrics import (
     DETECTION_METRIC_PATH,
     equal_error_rate,
     frame_level_metrics,

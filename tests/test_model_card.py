@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import ModelCard
 
-from mesofcn.model_card import CARD_TEMPLATE, model_name_for, render_model_card, write_planned_cards
-from mesofcn.tasks import PAPER_ACCURACY, planned_tasks
+from mesofcn.training.model_card import CARD_TEMPLATE, model_name_for, render_model_card, write_planned_cards
+from mesofcn.training.tasks import PAPER_ACCURACY, planned_tasks
 from tests.conftest import REPO_ROOT
 
 RESULTS = {
@@ -61,7 +61,9 @@ def test_planned_cards_are_current_and_carry_no_results(tmp_path):
     assert [p.name for p in written] == [f"{model_name_for(t)}.md" for t in planned_tasks()]
     for path in written:
         committed = REPO_ROOT / "model_cards" / path.name
-        assert committed.is_file(), f"model_cards/{path.name} is missing: run python -m mesofcn.model_card model_cards"
+        assert committed.is_file(), (
+            f"model_cards/{path.name} is missing: run python -m mesofcn.training.model_card model_cards"
+        )
         assert committed.read_text() == path.read_text(), f"model_cards/{path.name} is stale"
         card = ModelCard.load(committed)
         assert card.data.eval_results is None and "Status: planned" in card.text

@@ -17,14 +17,14 @@ from PIL import Image
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor, __version__
 from mesofcn.cli import EXIT_OK, EXIT_USAGE, main
-from mesofcn.modeling_mesofcn_onnx import (
+from mesofcn.detection.modeling_mesofcn_onnx import (
     METADATA_KEYS,
     MesoFCNOnnxModel,
     OnnxModelError,
     check_onnx_device,
     export_onnx_bytes,
 )
-from mesofcn.onnx_export import collect_calibration_crops, export_checkpoint, quantize_int8, spread
+from mesofcn.training.onnx_export import collect_calibration_crops, export_checkpoint, quantize_int8, spread
 from tests.conftest import make_model, shared_data_dir, write_tripwire_pickle
 
 #: A trained checkpoint, when this machine has one (CI does not): the int8 bound is checked on it too.
@@ -222,7 +222,7 @@ def test_detect_with_the_onnx_file_and_backend_matches_torch(capsys, tmp_path, c
 def test_pipeline_backend_option(checkpoint_dir, onnx_file):
     from transformers import pipeline
 
-    from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+    from mesofcn.detection.pipeline_mesofcn import DeepfakeDetectionPipeline
 
     detector = pipeline("deepfake-detection", model=str(checkpoint_dir), trust_remote_code=False, backend="onnx")
     assert detector.backend == "onnx" and isinstance(detector.inference_model, MesoFCNOnnxModel)
@@ -314,13 +314,13 @@ def test_export_refuses_unusable_checkpoints_in_one_line(capsys, tmp_path, check
 
 
 def test_export_option_errors(capsys, tmp_path, checkpoint_dir, monkeypatch):
-    import mesofcn.onnx_export
+    import mesofcn.training.onnx_export
 
     out = tmp_path / "model.onnx"
     code, _, err = run(capsys, "export", "onnx", "--model", checkpoint_dir, "--out", out, "--calibration", tmp_path)
     assert code == EXIT_USAGE
     assert_one_line_error(err, "--calibration: only with --int8")
-    monkeypatch.setattr(mesofcn.onnx_export, "default_calibration_source", lambda: None)
+    monkeypatch.setattr(mesofcn.training.onnx_export, "default_calibration_source", lambda: None)
     code, _, err = run(capsys, "export", "onnx", "--model", checkpoint_dir, "--out", out, "--int8")
     assert code == EXIT_USAGE
     assert_one_line_error(err, "--int8 needs --calibration")
@@ -402,14 +402,16 @@ def test_spread_order_mixes_the_list():
 
 
 def test_importing_mesofcn_does_not_import_onnx():
-    script = "import sys, mesofcn, mesofcn.cli; mesofcn.cli.build_parser(); print('onnx' in sys.modules)"
+    script = (
+        "import sys, mesofcn, mesofcn.cli.commands; mesofcn.cli.commands.build_parser(); print('onnx' in sys.modules)"
+    )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_shared_data_default_calibration_source(monkeypatch, tmp_path):
-    from mesofcn.onnx_export import default_calibration_source
+    from mesofcn.training.onnx_export import default_calibration_source
 
     (tmp_path / "faces").mkdir()
     monkeypatch.setenv("MESOFCN_SHARED_DATA", str(tmp_path))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mesofcn.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from mesofcn.defaults import DEFAULT_MODEL_ENV, GENERATED_MODEL_ENV
-from mesofcn.opinions import NOT_INSTALLED, NOT_RUN_ON_VIDEOS, combine_opinions
-from mesofcn.tracking import verdict_text
+from mesofcn.detection.defaults import DEFAULT_MODEL_ENV, GENERATED_MODEL_ENV
+from mesofcn.detection.opinions import NOT_INSTALLED, NOT_RUN_ON_VIDEOS, combine_opinions
+from mesofcn.detection.tracking import verdict_text
 from tests.conftest import save_biased_checkpoint
 
 SIGMOID_3 = 0.9525741268224334  # P(fake) of a checkpoint biased by +3
@@ -145,7 +145,7 @@ def test_no_bundled_model_names_both(tmp_path, face_photo, monkeypatch, capsys):
 def test_the_python_pipeline_on_a_bundled_model_asks_both(bundled, face_photo, monkeypatch):
     from transformers import pipeline
 
-    from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+    from mesofcn.detection.pipeline_mesofcn import DeepfakeDetectionPipeline
 
     monkeypatch.setenv(DEFAULT_MODEL_ENV, str(bundled["manipulated"]))
     monkeypatch.setenv(GENERATED_MODEL_ENV, str(bundled["generated"]))

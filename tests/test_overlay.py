@@ -1,4 +1,4 @@
-"""Tests for mesofcn.overlay: drawing faces on frames, and atomic PNG / H.264 output."""
+"""Tests for mesofcn.reporting.overlay: drawing faces on frames, and atomic PNG / H.264 output."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mesofcn.overlay import (
+from mesofcn.reporting.overlay import (
     FAKE_COLOR,
     REAL_COLOR,
     OverlayFace,

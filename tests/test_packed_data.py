@@ -14,13 +14,23 @@ import torch
 from safetensors.torch import load_file
 
 from mesofcn import MesoFCNImageProcessor
-from mesofcn.augmentation import FaceAugmentation
 from mesofcn.cli import main as mesofcn
-from mesofcn.cli_training import build_train_parser
-from mesofcn.datasets_common import PrepareError, output_lock
-from mesofcn.datasets_pack import PACK_ARCHIVE, pack_datasets
-from mesofcn.modeling_mesofcn import MesoFCNForDeepfakeDetection
-from mesofcn.packed_data import (
+from mesofcn.cli.training import build_train_parser
+from mesofcn.data.common import PrepareError, output_lock
+from mesofcn.detection.modeling_mesofcn import MesoFCNForDeepfakeDetection
+from mesofcn.training.augmentation import FaceAugmentation
+from mesofcn.training.data import (
+    DatasetError,
+    crop_scale_of_datasets,
+    load_dataset_dict,
+    load_splits_of_datasets,
+    make_dataloader,
+    normalization_table,
+    normalize_pixels,
+    with_face_transform,
+)
+from mesofcn.training.pack import PACK_ARCHIVE, pack_datasets
+from mesofcn.training.packed_data import (
     PACK_INDEX,
     PACK_MARKER,
     PACKED_COLUMNS,
@@ -31,17 +41,7 @@ from mesofcn.packed_data import (
     read_packed_rows,
     sha256_of,
 )
-from mesofcn.training import TrainingError, train
-from mesofcn.training_data import (
-    DatasetError,
-    crop_scale_of_datasets,
-    load_dataset_dict,
-    load_splits_of_datasets,
-    make_dataloader,
-    normalization_table,
-    normalize_pixels,
-    with_face_transform,
-)
+from mesofcn.training.trainer import TrainingError, train
 from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan"]
@@ -323,7 +323,7 @@ def test_no_pickle_is_written_or_read(packed, monkeypatch):
 
 def test_evaluation_on_the_packed_copy_matches(sources, tmp_path, checkpoint_dir):
     """`mesofcn evaluate` reads a packed folder too: the same results, predictions and mask-grid figure."""
-    from mesofcn.evaluation import evaluate_checkpoint
+    from mesofcn.training.evaluation import evaluate_checkpoint
 
     packed_ff = tmp_path / "ff_packed"
     pack_datasets([sources[0]], packed_ff, progress=False)
@@ -439,7 +439,7 @@ def test_an_invalid_jpeg_quality_is_refused(sources, tmp_path, capsys):
 def test_training_and_evaluation_run_on_a_jpeg_pack(jpeg_packed, tmp_path, checkpoint_dir):
     """`mesofcn train` (with --augment and --online_self_blend) and `mesofcn evaluate` read a JPEG pack as they read
     any packed folder."""
-    from mesofcn.evaluation import evaluate_checkpoint
+    from mesofcn.training.evaluation import evaluate_checkpoint
 
     train(train_args([jpeg_packed], tmp_path / "run", "--augment", "--online_self_blend"))
     weights = load_file(tmp_path / "run" / "final" / "model.safetensors")

@@ -11,8 +11,8 @@ from transformers import AutoModel, pipeline
 
 import mesofcn  # noqa: F401  (registers the Auto classes and the pipeline)
 from mesofcn.cli import EXIT_USAGE, CommandError, main
-from mesofcn.cli_training import add_evaluate_parser
-from mesofcn.modeling_mesofcn import MesoFCNForDeepfakeDetection, PickleFileError, refuse_pickle_weights
+from mesofcn.cli.training import add_evaluate_parser
+from mesofcn.detection.modeling_mesofcn import MesoFCNForDeepfakeDetection, PickleFileError, refuse_pickle_weights
 from tests.conftest import write_tripwire_pickle
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from transformers import pipeline
 
 from mesofcn import MesoFCNImageProcessor
-from mesofcn.pipeline_mesofcn import DeepfakeDetectionPipeline
+from mesofcn.detection.pipeline_mesofcn import DeepfakeDetectionPipeline
 from tests.conftest import make_model, run_python_without_mesofcn
 
 
@@ -83,8 +83,8 @@ def test_videos_return_freed_memory_every_few_frames(detect_fake, face_video, fa
     an image never does; the trim itself is available on glibc."""
     import platform
 
-    import mesofcn.pipeline_mesofcn as module
-    from mesofcn.memory import release_freed_memory
+    import mesofcn.detection.pipeline_mesofcn as module
+    from mesofcn.detection.memory import release_freed_memory
 
     assert release_freed_memory() is (platform.libc_ver()[0] == "glibc")
     calls = []
@@ -158,7 +158,7 @@ print(json.dumps({"module": type(detect).__module__, "label": report["label"],
 def test_pipeline_saved_with_the_checkpoint_runs_as_remote_code(detect, tmp_path, face_photo, saver):
     import json
 
-    from mesofcn.registration import save_detector
+    from mesofcn.detection.registration import save_detector
 
     saved = tmp_path / "with_pipeline"
     if saver == "save_detector":
@@ -196,7 +196,7 @@ def test_installed_package_loads_a_training_checkpoint_without_a_prompt(capsys, 
     import sys
 
     from mesofcn.cli import main
-    from mesofcn.registration import save_detector
+    from mesofcn.detection.registration import save_detector
 
     folder = tmp_path / "trained"
     save_detector(make_model(seed=1), MesoFCNImageProcessor(), folder)
@@ -212,7 +212,7 @@ def test_installed_package_loads_a_training_checkpoint_without_a_prompt(capsys, 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "custom code" not in completed.stdout + completed.stderr
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert loaded["module"] == "mesofcn.pipeline_mesofcn" and loaded["remote_code"] == []
+    assert loaded["module"] == "mesofcn.detection.pipeline_mesofcn" and loaded["remote_code"] == []
 
     report_path = tmp_path / "cli.json"
     assert main(["detect", str(face_photo), "--model", str(folder), "--json", str(report_path), "--quiet"]) == 0

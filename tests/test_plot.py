@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mesofcn.cli import EXIT_OK, EXIT_USAGE, main
-from mesofcn.figures import PALETTE, TIMELINE_SIZE, nice_ticks, track_timeline_figure
+from mesofcn.reporting.figures import PALETTE, TIMELINE_SIZE, nice_ticks, track_timeline_figure
 from tests.conftest import write_video
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mesofcn.self_blending import SelfBlendSettings, face_geometry, self_blend
+from mesofcn.data.blending import SelfBlendSettings, face_geometry, self_blend
 
 # A 200x240 frame with a face box (x, y, w, h) and five landmarks in detector order.
 BOX = (70.0, 50.0, 100.0, 120.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mesofcn.tracking import FaceTracker, box_iou, face_size, most_suspicious_track, summarize_track
+from mesofcn.detection.tracking import FaceTracker, box_iou, face_size, most_suspicious_track, summarize_track
 
 
 def test_box_iou_values():

@@ -20,24 +20,24 @@ from safetensors.torch import load_file
 
 from mesofcn import MesoFCNImageProcessor
 from mesofcn.cli import CommandError
-from mesofcn.cli_training import add_train_parser, build_train_parser
-from mesofcn.modeling_mesofcn import PICKLE_SUFFIXES
-from mesofcn.tasks import parse_task, planned_tasks
-from mesofcn.training import (
-    TrainingError,
-    is_improvement,
-    list_checkpoints,
-    tensorboard_available,
-    train,
-)
-from mesofcn.training_checkpoints import read_tree
-from mesofcn.training_data import (
+from mesofcn.cli.training import add_train_parser, build_train_parser
+from mesofcn.detection.modeling_mesofcn import PICKLE_SUFFIXES
+from mesofcn.training.checkpoints import read_tree
+from mesofcn.training.data import (
     DatasetError,
     FaceBatchTransform,
     balance_classes,
     class_counts,
     load_dataset_dict,
     select_task_rows,
+)
+from mesofcn.training.tasks import parse_task, planned_tasks
+from mesofcn.training.trainer import (
+    TrainingError,
+    is_improvement,
+    list_checkpoints,
+    tensorboard_available,
+    train,
 )
 from tests.conftest import REPO_ROOT, write_tripwire_pickle
 from tests.face_datasets import build_face_dataset
@@ -234,7 +234,7 @@ def test_resume_with_augmentation_and_online_blends_is_bit_identical(ff_dataset,
 
 def test_augmentation_draws_are_numbered_by_batch(ff_dataset):
     """The same batch number gives the same augmented crops; the next number gives other ones."""
-    from mesofcn.augmentation import FaceAugmentation
+    from mesofcn.training.augmentation import FaceAugmentation
 
     rows = load_dataset_dict(ff_dataset)["train"].select(range(4))
     processor = MesoFCNImageProcessor()

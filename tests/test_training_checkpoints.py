@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mesofcn.training_checkpoints import (
+from mesofcn.training.checkpoints import (
     CheckpointError,
     read_tree,
     refuse_pickled_checkpoint,

@@ -17,9 +17,11 @@ from datasets import load_from_disk
 from PIL import Image
 
 from mesofcn.cli import main as mesofcn
-from mesofcn.datasets_common import BUILD_SETTINGS_FILE, PrepareError
-from mesofcn.datasets_media import build_media
-from mesofcn.datasets_self_blend import (
+from mesofcn.data.blending import aligned_donor, self_blend
+from mesofcn.data.common import BUILD_SETTINGS_FILE, PrepareError
+from mesofcn.data.labelled_media import build_media
+from mesofcn.data.media_lists import MediaListError, read_media_list
+from mesofcn.data.self_blend import (
     Donor,
     DonorPool,
     build_self_blend,
@@ -27,11 +29,9 @@ from mesofcn.datasets_self_blend import (
     landmark_shape,
     list_sources,
 )
-from mesofcn.face_detection import RetinaFaceDetector
-from mesofcn.media_lists import MediaListError, read_media_list
-from mesofcn.self_blending import aligned_donor, self_blend
-from mesofcn.tasks import parse_task
-from mesofcn.training_data import DatasetError, crop_scale_of_datasets
+from mesofcn.detection.face_detection import RetinaFaceDetector
+from mesofcn.training.data import DatasetError, crop_scale_of_datasets
+from mesofcn.training.tasks import parse_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_media_list_refuses_a_file_listed_twice(tmp_path):
 
 
 def test_work_keys_stay_inside_the_work_folder():
-    from mesofcn.datasets_media import work_key
+    from mesofcn.data.labelled_media import work_key
 
     assert work_key("fakes/a b/c.mp4") == "fakes/a b/c.mp4"
     outside = work_key("../../etc/c.mp4")
@@ -201,7 +201,7 @@ def test_donor_pool_picks_the_nearest_shape_of_another_source():
 
 
 def test_downsampled_blends_paste_a_softer_face(two_faces):
-    from mesofcn.self_blending import SelfBlendSettings
+    from mesofcn.data.blending import SelfBlendSettings
 
     image, face = two_faces[0]
     plain = SelfBlendSettings(sharpness_probability=0, full_blend_probability=1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mesofcn.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE, most_suspicious_track
+from mesofcn.detection.tracking import DEFAULT_MIN_FACE_FRACTION, DEFAULT_MIN_TRACK_SHARE, most_suspicious_track
 from tests.test_tracking import track
 
 

@@ -1,4 +1,5 @@
-"""Tests for mesofcn.video on small videos encoded here with PyAV, plus a few real clips from the shared data.
+"""Tests for mesofcn.detection.video on small videos encoded here with PyAV, plus a few real clips from the shared
+data.
 
 Every synthetic frame carries its own index as six black/white vertical stripes (bit 0 leftmost), which
 survive lossy compression, so each test can check exactly which frames came back.
@@ -15,8 +16,8 @@ import av
 import numpy as np
 import pytest
 
-import mesofcn.video
-from mesofcn.video import (
+import mesofcn.detection.video
+from mesofcn.detection.video import (
     DEFAULT_MAX_DURATION,
     DEFAULT_MAX_PIXELS,
     FrameSampling,
@@ -370,7 +371,7 @@ def test_truncated_file_never_raises_a_bare_exception(
     else:
         source = videos[kind]
     path = truncate(source, tmp_path / f"half{source.suffix}")
-    with caplog.at_level(logging.WARNING, logger="mesofcn.video"):
+    with caplog.at_level(logging.WARNING, logger="mesofcn.detection.video"):
         frames, error = decode_all(path, FrameSampling(every=1))
     assert 0 < len(frames) < NUM_FRAMES
     assert [f.index for f in frames] == list(range(len(frames)))
@@ -448,7 +449,7 @@ def test_real_clip_whose_index_counts_one_frame_too_many(caplog: pytest.LogCaptu
     """This H.264 MP4 declares 62 frames; its edit list discards one, so 61 decode."""
     path = shared_video("real_videos_more/tencent-ailab+V-Express/scripts/prepare_dataset/RD_Radio10_0_clip_0.mp4")
     assert probe_video(path).num_frames == 62
-    with caplog.at_level(logging.WARNING, logger="mesofcn.video"):
+    with caplog.at_level(logging.WARNING, logger="mesofcn.detection.video"):
         frames = list(iter_video_frames(path, FrameSampling(num_frames=4)))
     assert [f.index for f in frames] == [0, 20, 41, 60]  # 61 is past the end: the last real frame stands in
     assert frames[-1].time == pytest.approx(61061 / 30000)
@@ -480,8 +481,8 @@ def test_limits_are_checked_on_the_header_before_any_frame_is_decoded(
     def no_decoding(*args, **kwargs):
         raise AssertionError("a frame was decoded")
 
-    monkeypatch.setattr(mesofcn.video, "_first_frame", no_decoding)
-    monkeypatch.setattr(mesofcn.video, "_decode_frames", no_decoding)
+    monkeypatch.setattr(mesofcn.detection.video, "_first_frame", no_decoding)
+    monkeypatch.setattr(mesofcn.detection.video, "_decode_frames", no_decoding)
     path = videos["h264"]
     for call in (probe_video, iter_video_frames):
         limits = {"limits": MediaLimits(max_pixels=3000)}
@@ -496,7 +497,9 @@ def test_limits_are_checked_on_the_header_before_any_frame_is_decoded(
 def test_a_stream_without_a_duration_stops_at_the_first_frame_past_the_limit(
     videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mesofcn.video, "_duration", lambda container, stream: None)  # a header without a length
+    monkeypatch.setattr(
+        mesofcn.detection.video, "_duration", lambda container, stream: None
+    )  # a header without a length
     frames = []
     with pytest.raises(MediaError, match=r"video too long: a frame at 0.5 s, limit is 0.45 s"):
         for frame in iter_video_frames(videos["h264"], FrameSampling(every=1), MediaLimits(max_duration=0.45)):

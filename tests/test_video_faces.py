@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from mesofcn.cli import main
-from mesofcn.face_detection import RetinaFaceDetector, shrink_to_max_side
-from mesofcn.prefetch import prefetch
-from mesofcn.tracking import box_iou
-from mesofcn.video_faces import VideoFaceFinder, follow_face
+from mesofcn.detection.face_detection import RetinaFaceDetector, shrink_to_max_side
+from mesofcn.detection.prefetch import prefetch
+from mesofcn.detection.tracking import box_iou
+from mesofcn.detection.video_faces import VideoFaceFinder, follow_face
 from tests.conftest import write_video
 
 
@@ -210,7 +210,7 @@ def real_clip(shared_data, tmp_path_factory) -> str:
     """The first 30 frames (1.2 s) of FF++ 519, a real 720p interview."""
     from itertools import islice
 
-    from mesofcn.video import FrameSampling, iter_video_frames
+    from mesofcn.detection.video import FrameSampling, iter_video_frames
 
     video = shared_data / "ffpp_mini" / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"
     frames = [frame.image for frame in islice(iter_video_frames(video, FrameSampling(every=1)), 30)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .configuration_mesofcn import MESOFCN_ID2LABEL, MesoFCNConfig
-from .image_processing_mesofcn import (
+from .detection.configuration_mesofcn import MESOFCN_ID2LABEL, MesoFCNConfig
+from .detection.image_processing_mesofcn import (
     FaceCropWindow,
     MesoFCNImageProcessor,
     binarize_mask,
@@ -14,7 +14,7 @@ from .image_processing_mesofcn import (
     to_rgb_uint8,
     upsample_segmentation_map,
 )
-from .modeling_mesofcn import (
+from .detection.modeling_mesofcn import (
     MesoFCNDetectionOutput,
     MesoFCNForDeepfakeDetection,
     MesoFCNModel,
@@ -22,9 +22,11 @@ from .modeling_mesofcn import (
     mask_label_positions,
     sample_mask_labels,
 )
-from .registration import register_auto_classes
+from .detection.registration import register_auto_classes
+from .moved_modules import install_moved_module_finder
 
 register_auto_classes()
+install_moved_module_finder()
 
 __all__ = [
     "MESOFCN_ID2LABEL",

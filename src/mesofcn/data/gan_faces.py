@@ -1,0 +1,330 @@
+"""Real vs GAN-generated faces (the paper: FFHQ vs PGAN / StyleGAN) -> a DatasetDict of 128x128 face crops.
+
+Every full image goes through one identical pipeline, so a detector cannot learn the sources' different file
+histories instead of the generator: decoded to RGB, compressed as a one-frame H.264 video at the level's CRF
+with FF++'s settings (like a frame of an FF++ video, :func:`~mesofcn.detection.compression.compress_frames`), then the
+most confident face is detected and cut with the processor's
+:func:`~mesofcn.detection.image_processing_mesofcn.crop_face`. With ``encode_crops`` the order changes: the face is cut
+and resized from the decoded image first and the 128x128 crop is what gets encoded, so every source ends in the same
+resize and the same H.264 encoding at the same scale whatever its original size (the paper's images were all 1024 px;
+mixed-size photo sources need this). Images without a face above the score threshold are skipped and counted in the
+dataset card.
+
+Splits are per image, deterministic and stratified by source: each source's images are ordered by a seeded hash
+of their relative path and cut into train / validation / test by the given fractions (paper: 56k/7k/7k per
+source, i.e. 0.8/0.1/0.1). ``method`` is the source name ("real" first, then the fake sources in the order given),
+``video`` the image's path relative to its source folder, ``frame`` 0. Masks follow the label
+(``mask_source`` "whole-image"): all zeros for a real photo, all ones for a generated image (every pixel of it
+is synthetic; pixels where the crop leaves the image are 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Features
+
+from ..detection.compression import compress_frames, compression_crf, normalize_compression
+from ..detection.face_detection import FaceDetector, RetinaFaceDetector
+from ..detection.media import load_image
+from ..detection.video import MediaError
+from .common import (
+    MIN_FACE_SCORE,
+    SPLITS,
+    BuildReport,
+    FaceCropper,
+    ItemResult,
+    PrepareError,
+    PreparePlan,
+    WorkItem,
+    check_num_proc,
+    count_row,
+    empty_stats,
+    face_features,
+    file_fingerprint,
+    run_build,
+    select_shard,
+)
+
+__all__ = [
+    "DEFAULT_SPLIT",
+    "GAN_IMAGE_EXTENSIONS",
+    "REAL_SOURCE",
+    "GanFacesProcessor",
+    "ImageChunkTask",
+    "build_gan_faces",
+    "check_fractions",
+    "gan_faces_features",
+    "list_images",
+    "plan_gan_faces",
+    "split_images",
+]
+
+#: Name of the real source (``method`` 0, label real).
+REAL_SOURCE = "real"
+#: Train / validation / test fractions of every source (the paper's 56k/7k/7k).
+DEFAULT_SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
+#: Image files read from the source folders (recursively, case-insensitive).
+GAN_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+#: Images per work item: the unit written (and resumed) at once.
+DEFAULT_CHUNK_SIZE = 256
+
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def gan_faces_features(fake_names: Sequence[str]) -> Features:
+    """The builder's columns; ``method`` names are "real" then the fake sources in the order given."""
+    return face_features([REAL_SOURCE, *fake_names])
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[str]:
+    """Image files under ``folder`` (recursively), as sorted POSIX paths relative to it."""
+    root = Path(folder)
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in GAN_IMAGE_EXTENSIONS and path.is_file()
+    )
+
+
+def split_images(names: Sequence[str], fractions: Sequence[float], seed: int) -> dict[str, list[str]]:
+    """Deterministic split of one source's images: ordered by sha256 of ``"<seed>/<name>"``, then cut by
+    ``fractions`` (largest remainders get the leftover images). Each split's names come back sorted."""
+    counts = _split_counts(len(names), fractions)
+    ordered = sorted(names, key=lambda name: hashlib.sha256(f"{seed}/{name}".encode()).hexdigest())
+    splits, start = {}, 0
+    for split, count in zip(SPLITS, counts, strict=True):
+        splits[split] = sorted(ordered[start : start + count])
+        start += count
+    return splits
+
+
+def _split_counts(total: int, fractions: Sequence[float]) -> list[int]:
+    exact = [total * fraction for fraction in fractions]
+    counts = [math.floor(value) for value in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda index: (counts[index] - exact[index], index))
+    for index in by_remainder[: total - sum(counts)]:
+        counts[index] += 1
+    return counts
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Train/validation/test fractions: three finite numbers >= 0 that sum to 1."""
+    values = tuple(float(value) for value in fractions)
+    if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise PrepareError(f"split must be three fractions >= 0 summing to 1 (train,validation,test), got {fractions}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ImageChunkTask:
+    """Images of one source and split to compress, detect and crop."""
+
+    compression: str
+    source: str
+    method: int
+    label: int
+    folder: str
+    images: tuple[str, ...]
+
+
+@dataclass
+class GanFacesProcessor(FaceCropper):
+    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.common.FaceCropper`);
+    ``encode_crops``: H.264-encode the face crop instead of the full image (see the module docstring)."""
+
+    encode_crops: bool = False
+
+    def __call__(self, item: WorkItem) -> ItemResult:
+        task: ImageChunkTask = item.task
+        stats = empty_stats(task.compression, task.source, "real" if task.label == 0 else "fake", videos=0)
+        rows = []
+        for name in task.images:
+            try:
+                image = load_image(Path(task.folder) / name)
+            except MediaError as error:
+                stats["notes"].append(f"{task.source}/{name}: skipped, unreadable ({error.problem})")
+                continue
+            stats["sampled"] += 1
+            row = self._row(task, name, image)
+            if row is None:
+                stats["no_face"] += 1
+                continue
+            rows.append(row)
+            count_row(stats, row)
+        return ItemResult(rows=rows, stats=stats)
+
+    def _row(self, task: ImageChunkTask, name: str, image: np.ndarray) -> dict[str, Any] | None:
+        """Compress like a video frame, detect, crop (or detect, crop, compress the crop); None without a face."""
+        crf = compression_crf(task.compression)
+        frame = image if self.encode_crops else compress_frames([image], crf)[0]
+        face = self.find_face(frame)
+        if face is None:
+            return None
+        mask = np.full(frame.shape[:2], task.label, dtype=np.uint8)
+        columns = {"label": task.label, "method": task.method, "compression": task.compression}
+        encode = (lambda crop: compress_frames([crop], crf)[0]) if self.encode_crops else None
+        return self.crop_row(frame, face, mask, "whole-image", **columns, video=name, frame=0, encode=encode)
+
+
+def _check_sources(real: str | os.PathLike[str], fakes: Sequence[tuple[str, str | os.PathLike[str]]]) -> None:
+    names = [name for name, _ in fakes]
+    if not fakes:
+        raise PrepareError("give at least one fake source (NAME=DIR)")
+    for name in names:
+        if not _SOURCE_NAME.fullmatch(name) or name == REAL_SOURCE:
+            raise PrepareError(
+                f"fake source name {name!r}: use letters, digits, '.', '_', '-', and not {REAL_SOURCE!r}"
+            )
+    if len(set(names)) != len(names):
+        raise PrepareError(f"fake source names must differ, got {names}")
+    for folder in [real, *(folder for _, folder in fakes)]:
+        if not Path(folder).exists():
+            raise PrepareError(f"{folder}: image folder not found")
+        if not Path(folder).is_dir():
+            raise PrepareError(f"{folder}: not a folder")
+        if not list_images(folder):
+            raise PrepareError(f"{folder}: holds no images ({', '.join(sorted(GAN_IMAGE_EXTENSIONS))})")
+
+
+def plan_gan_faces(
+    real: str | os.PathLike[str],
+    fakes: Sequence[tuple[str, str | os.PathLike[str]]],
+    compressions: tuple[str, ...] = ("c23",),
+    split: Sequence[float] = DEFAULT_SPLIT,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    detector_name: str = RetinaFaceDetector.name,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encode_crops: bool = False,
+    command: str = "",
+) -> PreparePlan:
+    """List the work: per compression level, source and split, chunks of ``chunk_size`` images."""
+    _check_sources(real, fakes)
+    fractions = check_fractions(split)
+    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
+    sources = [(REAL_SOURCE, Path(real)), *((name, Path(folder)) for name, folder in fakes)]
+    items = []
+    for level in compressions:
+        for method, (name, folder) in enumerate(sources):
+            for split_name, images in split_images(list_images(folder), fractions, seed).items():
+                items += _chunks(level, method, name, folder, split_name, images, chunk_size)
+    names = [name for name, _ in fakes]
+    settings = {
+        "split": list(fractions),
+        "seed": seed,
+        "detector": detector_name,
+        "min_score": min_score,
+        "crop_scale": crop_scale,
+        "size": size,
+        "chunk_size": chunk_size,
+        "encode_crops": encode_crops,
+    }
+    order = (
+        "the most confident face cut with mesofcn's `crop_face` (the processor's crop) and that crop compressed as "
+        "a one-frame H.264 video with FF++'s settings"
+        if encode_crops
+        else "each full image compressed as a one-frame H.264 video with FF++'s settings, then the most confident "
+        "face cut with mesofcn's `crop_face` (the processor's crop)"
+    )
+    intro = (
+        f"128x128 face crops of real ({real}) and GAN-generated faces ({', '.join(names)}): {order} "
+        f"({', '.join(compressions)}). Splits are per image, seeded and "
+        "stratified by source. `mask` follows the label (`mask_source` whole-image): all zeros for a real photo, "
+        "all 255 for a generated image. Check the licences of the source images before sharing this dataset."
+    )
+    return PreparePlan(
+        builder="gan-faces",
+        settings=settings,
+        features=gan_faces_features(names),
+        items=select_shard(items, shard),
+        command=command,
+        card={"title": "Real vs GAN faces for MesoFCN", "intro": intro, "unit": "image"},
+        shard=shard,
+    )
+
+
+def _chunks(
+    level: str, method: int, name: str, folder: Path, split: str, images: list[str], chunk_size: int
+) -> list[WorkItem]:
+    items = []
+    for index, start in enumerate(range(0, len(images), chunk_size)):
+        chunk = tuple(images[start : start + chunk_size])
+        task = ImageChunkTask(level, name, method, 0 if method == 0 else 1, str(folder), chunk)
+        items.append(
+            WorkItem(
+                key=f"{level}/{name}/{split}-{index:05d}",
+                split=split,
+                order=(level, method, index),
+                fingerprint=file_fingerprint([folder / image for image in chunk], folder),
+                task=task,
+            )
+        )
+    return items
+
+
+def build_gan_faces(
+    real: str | os.PathLike[str],
+    fakes: Mapping[str, str | os.PathLike[str]] | Sequence[tuple[str, str | os.PathLike[str]]],
+    out: str | os.PathLike[str],
+    *,
+    compressions: tuple[str, ...] | list[str] = ("c23",),
+    split: Sequence[float] = DEFAULT_SPLIT,
+    seed: int = 0,
+    num_proc: int = 1,
+    shard: tuple[int, int] | None = None,
+    detector: FaceDetector | None = None,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encode_crops: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    remove_work: bool = False,
+) -> BuildReport:
+    """Build (or resume) the real-vs-GAN face dataset in ``out``; see the module docstring.
+
+    Args:
+        real: folder of real face images (label real, method "real").
+        fakes: source name -> folder of generated images (label fake, method = the name), in ``method`` order.
+        compressions: levels ("c23", "c40", "raw"/"c0"); each image is compressed once per level.
+        split: train / validation / test fractions per source.
+        seed: seed of the split.
+        encode_crops: encode the face crop, not the full image (one resize and encoding at one scale for all).
+        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+    """
+    check_num_proc(num_proc)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    pairs = list(fakes.items()) if isinstance(fakes, Mapping) else [tuple(pair) for pair in fakes]
+    plan = plan_gan_faces(
+        real,
+        pairs,
+        compressions=tuple(compressions),
+        split=split,
+        seed=seed,
+        shard=shard,
+        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
+        min_score=min_score,
+        crop_scale=crop_scale,
+        size=size,
+        chunk_size=chunk_size,
+        encode_crops=encode_crops,
+        command=command or f"build_gan_faces({str(real)!r}, ..., {str(out)!r})",
+    )
+    processor = GanFacesProcessor(
+        detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, encode_crops=encode_crops
+    )
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)

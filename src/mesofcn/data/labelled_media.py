@@ -1,0 +1,251 @@
+"""Labelled real and fake media (a :mod:`~mesofcn.data.media_lists` CSV) -> a DatasetDict of 128x128 face crops.
+
+For fakes made by tools that ship no masks: face swaps, lip-sync and reenactment videos, and their real inputs.
+Each item (a video or an image) goes through one pipeline whatever its label, so that the classes differ only by
+the manipulation: the ``every``-th frames of a video (at most ``max_frames``) or the image are decoded, the most
+confident face of each frame is detected, the run of frames is compressed as one H.264 video at the level's CRF
+with FF++'s settings (:func:`~mesofcn.detection.compression.compress_frames`; an image is a one-frame video), and the
+face is cut from the compressed frame by the processor's :func:`~mesofcn.detection.image_processing_mesofcn.crop_face`.
+
+Rows: ``label`` from the list; ``method`` "real" or the fake's ``group`` (``fake`` when it has none); ``video``
+the path as written in the list; ``mask`` all zeros for a real face (``mask_source`` "zeros") and missing for a
+fake (``mask_source`` "none": where a tool changed pixels is unknown, so the segmentation loss ignores it).
+Every row goes into the split ``split`` (the list is the split: write one list per split).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..detection.compression import compress_frames, compression_crf, normalize_compression
+from ..detection.face_detection import FaceDetector, RetinaFaceDetector
+from ..detection.video import MediaError
+from .common import (
+    MIN_FACE_SCORE,
+    SPLITS,
+    BuildReport,
+    FaceCropper,
+    ItemResult,
+    PrepareError,
+    PreparePlan,
+    WorkItem,
+    check_num_proc,
+    count_row,
+    empty_stats,
+    face_features,
+    file_fingerprint,
+    media_kind,
+    run_build,
+    runs_of,
+    sampled_frames,
+    select_shard,
+)
+from .media_lists import MediaListItem, read_media_list
+
+__all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
+
+#: Sampled frames of a video compressed (and held in memory) as one H.264 clip.
+DEFAULT_CLIP_FRAMES = 64
+#: ``method`` of real rows, and of fakes listed without a group.
+REAL_METHOD, UNGROUPED_FAKE = "real", "fake"
+
+
+def media_method_names(items: Sequence[MediaListItem]) -> list[str]:
+    """``real`` first, then the fakes' groups in sorted order."""
+    return [REAL_METHOD, *sorted({item.group or UNGROUPED_FAKE for item in items if item.label == 1})]
+
+
+@dataclass(frozen=True)
+class MediaItemTask:
+    """One listed video or image to sample, compress and crop at one compression level."""
+
+    compression: str
+    path: str
+    name: str
+    kind: str
+    label: int
+    method: int
+    method_name: str
+
+
+@dataclass
+class MediaProcessor(FaceCropper):
+    """Turns one :class:`MediaItemTask` into rows (see the module docstring)."""
+
+    every: int = 5
+    max_frames: int | None = None
+    clip_frames: int = DEFAULT_CLIP_FRAMES
+
+    def __call__(self, item: WorkItem) -> ItemResult:
+        task: MediaItemTask = item.task
+        label_name = "real" if task.label == 0 else "fake"
+        stats = empty_stats(task.compression, task.method_name, label_name, videos=int(task.kind == "video"))
+        rows: list[dict[str, Any]] = []
+        try:
+            frames = islice(sampled_frames(task.path, task.kind, self.every), self.max_frames)
+            for run in runs_of(frames, self.clip_frames):
+                rows += self._run_rows(task, run, stats)
+        except MediaError as error:
+            stats["notes"].append(f"{task.name}: stopped, unreadable ({error.problem})")
+        return ItemResult(rows=rows, stats=stats)
+
+    def _run_rows(
+        self, task: MediaItemTask, run: list[tuple[int, np.ndarray]], stats: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Compress one run of frames as an H.264 clip, detect each face on the decoded frame, crop the clip's."""
+        compressed = compress_frames([image for _, image in run], compression_crf(task.compression))
+        rows = []
+        for (index, image), frame in zip(run, compressed, strict=True):
+            stats["sampled"] += 1
+            face = self.find_face(image)
+            if face is None:
+                stats["no_face"] += 1
+                continue
+            mask = np.zeros(frame.shape[:2], dtype=np.uint8) if task.label == 0 else None
+            row = self.crop_row(
+                frame, face, mask, "zeros" if task.label == 0 else "none", label=task.label, method=task.method,
+                compression=task.compression, video=task.name, frame=index,
+            )  # fmt: skip
+            rows.append(row)
+            count_row(stats, row)
+        return rows
+
+
+def plan_media(
+    labels: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    compressions: tuple[str, ...] = ("c23",),
+    every: int = 5,
+    max_frames: int | None = None,
+    split: str = "train",
+    shard: tuple[int, int] | None = None,
+    detector_name: str = RetinaFaceDetector.name,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    command: str = "",
+) -> PreparePlan:
+    """List the work: one item per compression level and listed file (missing or non-media files are refused)."""
+    if split not in SPLITS:
+        raise PrepareError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    listed = read_media_list(labels, root)
+    names = media_method_names(listed)
+    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
+    items = [_work_item(level, split, entry, names) for level in compressions for entry in listed]
+    settings = {
+        "every": every,
+        "max_frames": max_frames,
+        "split": split,
+        "detector": detector_name,
+        "min_score": min_score,
+        "crop_scale": crop_scale,
+        "size": size,
+    }
+    return PreparePlan(
+        builder="media",
+        settings=settings,
+        features=face_features(names),
+        items=select_shard(items, shard),
+        command=command,
+        card={
+            "title": "Labelled real and fake media for MesoFCN",
+            "intro": _intro(compressions, every),
+            "unit": "video",
+        },
+        shard=shard,
+    )
+
+
+def _work_item(level: str, split: str, entry: MediaListItem, names: list[str]) -> WorkItem:
+    if not entry.path.is_file():
+        raise PrepareError(f"{entry.path}: not found (listed as {entry.name!r})")
+    kind = media_kind(entry.path)
+    if kind is None:
+        raise PrepareError(f"{entry.path}: neither a video nor an image file")
+    method = REAL_METHOD if entry.label == 0 else entry.group or UNGROUPED_FAKE
+    task = MediaItemTask(level, str(entry.path), entry.name, kind, entry.label, names.index(method), method)
+    return WorkItem(
+        key=f"{level}/{work_key(entry.name)}",
+        split=split,
+        order=(level, entry.label, entry.name),
+        fingerprint=f"{file_fingerprint([entry.path], entry.path.parent)}/{entry.label}/{method}",
+        task=task,
+    )
+
+
+def work_key(name: str) -> str:
+    """The listed path as a result-file key inside the work folder (a path leaving it is replaced by its hash)."""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts:
+        return "outside/" + hashlib.sha256(name.encode()).hexdigest()[:16] + "_" + Path(name).name
+    return Path(name).as_posix()
+
+
+def _intro(compressions: tuple[str, ...], every: int) -> str:
+    return (
+        "128x128 face crops of labelled real and fake videos and images. Every "
+        f"{every}th frame of a video (or the image) is decoded, its most confident face detected, and the run of "
+        f"frames compressed as one H.264 video with FF++'s settings ({', '.join(compressions)}) whatever its "
+        "label, then cut by mesofcn's `crop_face`. `method` is `real` or the fake's group (its tool); fakes have "
+        "no mask (`mask_source` `none`). Check the licences of the source media before sharing this dataset."
+    )
+
+
+def build_media(
+    labels: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    compressions: tuple[str, ...] | list[str] = ("c23",),
+    every: int = 5,
+    max_frames: int | None = None,
+    split: str = "train",
+    num_proc: int = 1,
+    shard: tuple[int, int] | None = None,
+    detector: FaceDetector | None = None,
+    min_score: float = MIN_FACE_SCORE,
+    crop_scale: float = 1.1,
+    size: int = 128,
+    progress: bool = True,
+    command: str | None = None,
+    remove_work: bool = False,
+) -> BuildReport:
+    """Build (or resume) the labelled-media face dataset in ``out``; see the module docstring.
+
+    Args:
+        labels: a ``path,label[,group]`` CSV (:func:`~mesofcn.data.media_lists.read_media_list`); ``root`` its base.
+        compressions: levels ("c23", "c40", "raw"/"c0"); each file is processed once per level.
+        every: keep one video frame in every ``every``; ``max_frames``: at most this many per video.
+        split: the split every row goes into.
+        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+    """
+    check_num_proc(num_proc)
+    for name, value in (("every", every), ("max_frames", 1 if max_frames is None else max_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    plan = plan_media(
+        labels,
+        root,
+        compressions=tuple(compressions),
+        every=every,
+        max_frames=max_frames,
+        split=split,
+        shard=shard,
+        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
+        min_score=min_score,
+        crop_scale=crop_scale,
+        size=size,
+        command=command or f"build_media({str(labels)!r}, {str(out)!r})",
+    )
+    processor = MediaProcessor(
+        detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, every=every, max_frames=max_frames
+    )
+    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
