@@ -17,7 +17,9 @@ Accuracy (`--accuracy`, with a trained `--model`): the first seconds of several 
 median box IoU, the longest run of frames where a full-path face has no fast-path match (IoU >= 0.5), and the
 difference of each track's mean P(fake).
 
-Memory (`--memory-minutes M`): peak memory of the fast path on an M-minute video made by looping the clip.
+Memory (`--memory-minutes M`): peak memory of the fast path on an M-minute video made by looping the clip, and
+its resident memory sampled every few seconds: the curve at each tenth of the run and the growth over its middle
+half (MiB a minute) tell a slow climb (something kept per frame) from a rise at the end (the report being built).
 
     python scripts/benchmark_detection.py ../shared/data/ffpp_mini/original_sequences/youtube/c23/videos/004.mp4
     python scripts/benchmark_detection.py VIDEO --model CKPT --accuracy --json bench.json
@@ -32,6 +34,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -127,6 +130,66 @@ def pipeline_run(model: str, video: str, every: int, batch_size: int, options: d
         "seconds": round(seconds, 2),
         "frames_per_second": round(report["frames_analysed"] / seconds, 2),
     }
+
+
+def resident_mib() -> float:
+    """This process's resident memory now (Linux /proc/self/statm), MiB."""
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class ResidentMemorySampler:
+    """Samples this process's resident memory every `interval` seconds in a daemon thread: (seconds, MiB) pairs."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.samples.append((round(time.perf_counter() - self._start, 1), round(resident_mib(), 1)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> ResidentMemorySampler:
+        self._start = time.perf_counter()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def growth_per_minute(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of resident memory over the middle half of the run, MiB a minute."""
+    end = samples[-1][0]
+    middle = [(t, mib) for t, mib in samples if 0.25 * end <= t <= 0.75 * end]
+    if len(middle) < 3:
+        return float("nan")
+    times, mibs = np.array(middle).T
+    return round(float(np.polyfit(times / 60, mibs, 1)[0]), 2)
+
+
+def sampled_pipeline_run(model: str, video: str, every: int, batch_size: int, interval: float) -> dict:
+    """`pipeline_run` with the fast path's defaults, its resident memory sampled every `interval` seconds."""
+    with ResidentMemorySampler(interval) as sampler:
+        result = pipeline_run(model, video, every, batch_size, {})
+    result["rss_samples"] = sampler.samples
+    result["rss_growth_mib_per_minute"] = growth_per_minute(sampler.samples)
+    return result
+
+
+def memory_curve_text(samples: list[tuple[float, float]]) -> str:
+    """Resident memory at each tenth of the run (the sample nearest to it)."""
+    end = samples[-1][0]
+    picks = [min(samples, key=lambda sample, at=tenth * end / 10: abs(sample[0] - at)) for tenth in range(11)]
+    return ", ".join(f"{tenth * 10}% {mib:.0f}" for tenth, (_, mib) in enumerate(picks))
 
 
 def run_isolated(function, *args) -> dict:
@@ -324,12 +387,16 @@ def main(argv: list[str] | None = None) -> int:
                 print_accuracy(results["accuracy"])
         if args.memory_minutes:
             long_video = looped_video(Path(args.video), Path(folder) / "long.mp4", args.memory_minutes)
-            results["memory"] = run_isolated(pipeline_run, model, str(long_video), 1, args.batch_size, {})
+            results["memory"] = run_isolated(sampled_pipeline_run, model, str(long_video), 1, args.batch_size, 5.0)
             results["memory"]["minutes"] = args.memory_minutes
             memory = results["memory"]
             print(
                 f"memory: {args.memory_minutes:g}-minute 1080p video at --every 1: {memory['frames_analysed']} frames "
                 f"in {memory['seconds']} s, peak {memory['peak_rss_mib']} MiB"
+            )
+            print(
+                f"resident MiB at each tenth of the run: {memory_curve_text(memory['rss_samples'])}; growth over "
+                f"the middle half {memory['rss_growth_mib_per_minute']} MiB a minute"
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
