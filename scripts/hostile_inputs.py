@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from mesofcn.cli.demo import demo_photo
-from mesofcn.detection.video import printable
+from mesofcn.detection.media_files import printable
 
 __all__ = ["Case", "Corpus", "Outcome", "build_checkpoint", "case_list", "main", "mesofcn", "run_case"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mesofcn.cli import load_detection_pipeline, write_json_atomic
-from mesofcn.detection.video import is_video_path
+from mesofcn.detection.media_files import is_video_path
 
 
 def video_paths(inputs: list[Path]) -> list[Path]:

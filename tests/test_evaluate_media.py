@@ -19,7 +19,7 @@ import mesofcn.cli.common
 import mesofcn.cli.detect
 from mesofcn import __version__
 from mesofcn.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from mesofcn.detection.video import MediaError
+from mesofcn.detection.media_files import MediaError
 from mesofcn.training.media_evaluation import bootstrap_auc_interval, mann_whitney_auc
 from tests.conftest import write_video
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mesofcn.detection.media import _check_size, check_media_file, load_image, media_kind
-from mesofcn.detection.video import DEFAULT_MAX_PIXELS, MediaError
+from mesofcn.detection.media_files import DEFAULT_MAX_PIXELS, MediaError
 
 
 def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:

@@ -17,18 +17,20 @@ import numpy as np
 import pytest
 
 import mesofcn.detection.video
-from mesofcn.detection.video import (
+from mesofcn.detection.media_files import (
     DEFAULT_MAX_DURATION,
     DEFAULT_MAX_PIXELS,
-    FrameSampling,
     MediaError,
     MediaLimits,
-    VideoFrame,
-    evenly_spaced_indices,
     is_image_path,
     is_video_path,
-    iter_video_frames,
     printable,
+)
+from mesofcn.detection.video import (
+    FrameSampling,
+    VideoFrame,
+    evenly_spaced_indices,
+    iter_video_frames,
     probe_video,
     rotate_upright,
 )

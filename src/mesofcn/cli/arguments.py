@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..detection.video import DEFAULT_MAX_DURATION, DEFAULT_MAX_PIXELS
+from ..detection.media_files import DEFAULT_MAX_DURATION, DEFAULT_MAX_PIXELS
 from ..detection.video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE
 
 #: Help of the `--model` option of the commands that analyse media the way `mesofcn detect` does.
@@ -84,7 +84,7 @@ def non_negative_float(text: str) -> float:
 def add_limit_arguments(group) -> None:
     """`--max-pixels` and `--max-duration`: what the commands that analyse media refuse, before decoding where the
     header tells (a server's guard against inputs that would take gigabytes or hours). Unset: the defaults of
-    mesofcn.detection.video.MediaLimits; 0 lifts a limit."""
+    mesofcn.detection.media_files.MediaLimits; 0 lifts a limit."""
     group.add_argument(
         "--max-pixels",
         "--max-image-pixels",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..data.media_lists import MediaListError, media_list_paths
 from ..data.settings import DEFAULT_METHODS, FFPP_METHODS, MIN_FACE_SCORE, parse_shard
 from ..detection.compression import COMPRESSION_LEVELS, normalize_compression
-from ..detection.video import MediaError
+from ..detection.media_files import MediaError
 from .arguments import jpeg_quality, positive_int, probability
 
 if TYPE_CHECKING:

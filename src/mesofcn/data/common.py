@@ -49,7 +49,8 @@ from ..atomic_files import atomic_output, write_bytes_atomic
 from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from ..detection.image_processing_mesofcn import crop_face
 from ..detection.media import load_image
-from ..detection.video import FrameSampling, is_image_path, is_video_path, iter_video_frames
+from ..detection.media_files import is_image_path, is_video_path
+from ..detection.video import FrameSampling, iter_video_frames
 from .settings import MIN_FACE_SCORE, parse_shard
 
 __all__ = [

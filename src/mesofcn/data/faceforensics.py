@@ -40,7 +40,8 @@ import numpy as np
 
 from ..detection.compression import COMPRESSION_CRF, encode_video, normalize_compression, read_x264_options
 from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
-from ..detection.video import FrameSampling, MediaError, VideoFrame, iter_video_frames, probe_video
+from ..detection.media_files import MediaError
+from ..detection.video import FrameSampling, VideoFrame, iter_video_frames, probe_video
 from .common import (
     MIN_FACE_SCORE,
     BuildReport,

@@ -35,7 +35,7 @@ from datasets import Features
 from ..detection.compression import compress_frames, compression_crf, normalize_compression
 from ..detection.face_detection import FaceDetector, RetinaFaceDetector
 from ..detection.media import load_image
-from ..detection.video import MediaError
+from ..detection.media_files import MediaError
 from .common import (
     MIN_FACE_SCORE,
     SPLITS,

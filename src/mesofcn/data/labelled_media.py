@@ -27,7 +27,7 @@ import numpy as np
 
 from ..detection.compression import compress_frames, compression_crf, normalize_compression
 from ..detection.face_detection import FaceDetector, RetinaFaceDetector
-from ..detection.video import MediaError
+from ..detection.media_files import MediaError
 from .common import (
     MIN_FACE_SCORE,
     SPLITS,

@@ -43,7 +43,7 @@ from datasets import Features
 from ..detection.compression import compress_frames, compression_crf, normalize_compression
 from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
 from ..detection.media import load_image
-from ..detection.video import MediaError
+from ..detection.media_files import MediaError
 from .blending import SelfBlend, SelfBlendSettings, self_blend
 from .common import (
     MIN_FACE_SCORE,

@@ -1,4 +1,5 @@
-"""Load user-supplied media files safely: every problem is a one-line :class:`~mesofcn.detection.video.MediaError`.
+"""Load user-supplied media files safely: every problem is a one-line
+:class:`~mesofcn.detection.media_files.MediaError`.
 
 :func:`load_image` reads any still image PIL understands as upright RGB uint8, refusing images whose header
 claims more than ``max_pixels`` pixels before any pixel data is decoded (a small PNG can claim 30000 x 30000
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .image_processing_mesofcn import to_rgb_uint8
-from .video import DEFAULT_MAX_PIXELS, MediaError, check_media_file, check_pixels, is_image_path, is_video_path
+from .media_files import DEFAULT_MAX_PIXELS, MediaError, check_media_file, check_pixels, is_image_path, is_video_path
 
 __all__ = [
     "check_media_file",

@@ -16,6 +16,7 @@ from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
 from .media import load_image, media_kind
+from .media_files import MediaError, MediaLimits
 from .memory import TRIM_EVERY_FRAMES, release_freed_memory
 from .opinions import NOT_INSTALLED, NOT_RUN_ON_VIDEOS, combine_opinions
 from .prefetch import prefetch as run_ahead
@@ -27,7 +28,7 @@ from .tracking import (
     most_suspicious_track,
     summarize_track,
 )
-from .video import FrameSampling, MediaError, MediaLimits, iter_video_frames, probe_video
+from .video import FrameSampling, iter_video_frames, probe_video
 from .video_faces import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SIZE, VideoFaceFinder, check_detection_settings
 
 #: Options transformers' Pipeline itself may hand to `_sanitize_parameters`; they need nothing from us.
@@ -66,7 +67,7 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
 
     Files over `max_pixels` per image or video frame (default
     100,000,000) or `max_duration` seconds of video (default 4 hours; 0 lifts a limit) are refused with a
-    `MediaError`, from the header before decoding where it tells (see `mesofcn.detection.video.MediaLimits`); the
+    `MediaError`, from the header before decoding where it tells (see `mesofcn.detection.media_files.MediaLimits`); the
     report's `limits` records them.
 
     Bystanders do not decide: only tracks seen in at least `min_track_share` (default 0.35) of the analysed

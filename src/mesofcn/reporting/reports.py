@@ -10,8 +10,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..detection.image_processing_mesofcn import heatmap_on_frame
 from ..detection.media import load_image
+from ..detection.media_files import printable
 from ..detection.tracking import verdict_text
-from ..detection.video import FrameSampling, iter_video_frames, printable
+from ..detection.video import FrameSampling, iter_video_frames
 from .figures import track_timeline_figure
 from .overlay import OverlayFace, VideoOverlayWriter, draw_detections, write_png
 

@@ -154,7 +154,7 @@ def calibration_files(sources: Sequence[str | os.PathLike]) -> list[Path]:
     sorted by path); a CSV media list (`path,label[,group]`, as for `mesofcn evaluate --media`) gives its real rows.
     """
     from ..data.media_lists import MediaListError, read_media_list
-    from ..detection.video import is_image_path, is_video_path
+    from ..detection.media_files import is_image_path, is_video_path
 
     files: list[Path] = []
     for source in sources:
@@ -235,7 +235,7 @@ def collect_calibration_crops(
     Unreadable files are skipped and counted.
     """
     from ..detection.face_detection import load_face_detector
-    from ..detection.video import MediaError
+    from ..detection.media_files import MediaError
 
     files = spread(calibration_files(sources))
     detector = detector or load_face_detector("retinaface")
