@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mesofcn.data.common import PrepareError, output_lock
+from mesofcn.data.work import PrepareError, output_lock
 
 
 def test_a_second_writer_is_refused_in_one_line_naming_the_holder(tmp_path):
@@ -28,7 +28,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     """The lock is an flock: it dies with the process that held it, even by SIGKILL."""
     out = tmp_path / "data"
     script = (
-        "import sys, time; from mesofcn.data.common import output_lock\n"
+        "import sys, time; from mesofcn.data.work import output_lock\n"
         "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)

@@ -18,9 +18,9 @@ from ..detection.video import MediaError
 from .arguments import jpeg_quality, positive_int, probability
 
 if TYPE_CHECKING:
-    from ..data.common import BuildReport
+    from ..data.execution import BuildReport
 
-# The builders (mesofcn.data.common and its users) import `datasets` and pyarrow: the handlers import them
+# The builders (mesofcn.data and its builder modules) import `datasets` and pyarrow: the handlers import them
 # when they run, so that building the `mesofcn` parser (every command's start-up) does not.
 
 __all__ = [
@@ -394,14 +394,14 @@ def run_prepare_media(args: argparse.Namespace) -> int:
 
 
 def run_prepare_merge(args: argparse.Namespace) -> int:
-    from ..data.common import merge_prepared
+    from ..data.assembly import merge_prepared
 
     command = shlex.join(["mesofcn", "prepare", "merge", *map(str, args.shards), "--out", str(args.out)])
     return _run(lambda: merge_prepared(args.shards, args.out, command=command, progress=not args.quiet), args)
 
 
 def run_prepare_pack(args: argparse.Namespace) -> int:
-    from ..data.common import PrepareError
+    from ..data.work import PrepareError
     from ..training.pack import pack_datasets
     from .common import CommandError
 
@@ -421,7 +421,7 @@ def run_prepare_pack(args: argparse.Namespace) -> int:
 
 def _run(build, args: argparse.Namespace) -> int:
     """Run a build; input problems become one-line CommandErrors; print what was done and where it is."""
-    from ..data.common import PrepareError
+    from ..data.work import PrepareError
     from .common import CommandError
 
     try:

@@ -36,23 +36,11 @@ from ..detection.compression import compress_frames, compression_crf, normalize_
 from ..detection.face_detection import FaceDetector, RetinaFaceDetector
 from ..detection.media import load_image
 from ..detection.video import MediaError
-from .common import (
-    MIN_FACE_SCORE,
-    SPLITS,
-    BuildReport,
-    FaceCropper,
-    ItemResult,
-    PrepareError,
-    PreparePlan,
-    WorkItem,
-    check_num_proc,
-    count_row,
-    empty_stats,
-    face_features,
-    file_fingerprint,
-    run_build,
-    select_shard,
-)
+from .common import run_build
+from .execution import BuildReport, check_num_proc
+from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
+from .settings import MIN_FACE_SCORE
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint, select_shard
 
 __all__ = [
     "DEFAULT_SPLIT",
@@ -138,7 +126,7 @@ class ImageChunkTask:
 
 @dataclass
 class GanFacesProcessor(FaceCropper):
-    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.common.FaceCropper`);
+    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.rows.FaceCropper`);
     ``encode_crops``: H.264-encode the face crop instead of the full image (see the module docstring)."""
 
     encode_crops: bool = False

@@ -28,27 +28,13 @@ import numpy as np
 from ..detection.compression import compress_frames, compression_crf, normalize_compression
 from ..detection.face_detection import FaceDetector, RetinaFaceDetector
 from ..detection.video import MediaError
-from .common import (
-    MIN_FACE_SCORE,
-    SPLITS,
-    BuildReport,
-    FaceCropper,
-    ItemResult,
-    PrepareError,
-    PreparePlan,
-    WorkItem,
-    check_num_proc,
-    count_row,
-    empty_stats,
-    face_features,
-    file_fingerprint,
-    media_kind,
-    run_build,
-    runs_of,
-    sampled_frames,
-    select_shard,
-)
+from .common import run_build
+from .execution import BuildReport, check_num_proc
 from .media_lists import MediaListItem, read_media_list
+from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
+from .sampling import media_kind, runs_of, sampled_frames
+from .settings import MIN_FACE_SCORE
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint, select_shard
 
 __all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
 

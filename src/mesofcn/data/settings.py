@@ -7,7 +7,7 @@ The builder modules re-export them, so `from mesofcn.data.common import MIN_FACE
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_METHODS", "FFPP_METHODS", "MIN_FACE_SCORE", "parse_shard"]
+__all__ = ["DEFAULT_METHODS", "FFPP_METHODS", "FFPP_METHOD_NAMES", "MIN_FACE_SCORE", "parse_shard"]
 
 #: Faces scoring below this are not used (one face per frame: the most confident one above it).
 MIN_FACE_SCORE = 0.5
@@ -21,6 +21,8 @@ FFPP_METHODS: tuple[str, ...] = (
     "FaceShifter",
     "DeepFakeDetection",
 )
+#: The ``method`` ClassLabel of the FF++ builder: fixed, so datasets built with different --methods stay compatible.
+FFPP_METHOD_NAMES: tuple[str, ...] = ("pristine", *FFPP_METHODS)
 #: The paper's three methods.
 DEFAULT_METHODS: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap")
 
