@@ -4,16 +4,18 @@ video, or one chunk of images) carried out item by item and then assembled into 
 The pieces live by concern: :mod:`.rows` (columns, rows, the face cropper), :mod:`.sampling` (reading the media),
 :mod:`.work` (the plan, the resumable item files, the output folder's lock), :mod:`.execution` (processing the items,
 in worker processes), :mod:`.assembly` (the DatasetDict, publishing it, merging shards) and :mod:`.card` (its
-README). :func:`run_build` carries out a builder's plan from start to finish; the names of those modules that
-builders and their users need are re-exported here.
+README). :func:`run_build` carries out any builder's plan from start to finish with the options every builder
+shares (:class:`~mesofcn.data.settings.BuildOptions`); the names of those modules that builders and their users
+need are re-exported here.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from .assembly import BUILD_SETTINGS_FILE, assemble, finish_build, merge_prepared, publish_staged
-from .execution import BuildReport, check_num_proc, execute_plan
+from .execution import BuildReport, execute_plan
 from .rows import (
     LABEL_NAMES,
     MASK_SOURCES,
@@ -27,7 +29,7 @@ from .rows import (
     most_confident_face,
 )
 from .sampling import media_kind, runs_of, sampled_frames
-from .settings import MIN_FACE_SCORE, parse_shard
+from .settings import MIN_FACE_SCORE, BuildOptions, parse_shard
 from .work import (
     ItemProcessor,
     ItemResult,
@@ -42,6 +44,7 @@ from .work import (
 
 __all__ = [
     "BUILD_SETTINGS_FILE",
+    "BuildOptions",
     "BuildReport",
     "FaceCropper",
     "ItemProcessor",
@@ -55,7 +58,6 @@ __all__ = [
     "WorkDir",
     "WorkItem",
     "assemble",
-    "check_num_proc",
     "count_row",
     "empty_stats",
     "encode_png",
@@ -81,12 +83,21 @@ def run_build(
     plan: PreparePlan,
     out: str | os.PathLike[str],
     processor: ItemProcessor,
-    num_proc: int = 1,
-    progress: bool = True,
-    remove_work: bool = False,
+    options: BuildOptions,
+    call: str = "",
 ) -> BuildReport:
-    """Carry out ``plan`` in ``out`` (resuming what an earlier run finished) and assemble the dataset, holding the
-    output folder's lock throughout (see :func:`output_lock`)."""
+    """Carry out a builder's plan with its processor: plan -> process -> execute -> finish, the same for every builder.
+
+    The plan's items are cut to ``options.shard`` and its command set (``options.command``, else ``call``: the
+    builder's Python call); then, holding the output folder's lock throughout (see :func:`output_lock`), every item
+    not done by an earlier run is processed in ``options.num_proc`` processes and the dataset is assembled in ``out``
+    (a lone shard stops before that)."""
+    plan = replace(
+        plan,
+        items=select_shard(plan.items, options.shard),
+        shard=options.shard,
+        command=options.command or call,
+    )
     with output_lock(out):
-        report = execute_plan(plan, out, processor, num_proc=num_proc, progress=progress)
-        return finish_build(plan, out, report, remove_work=remove_work, progress=progress)
+        report = execute_plan(plan, out, processor, num_proc=options.num_proc, progress=options.progress)
+        return finish_build(plan, out, report, remove_work=options.remove_work, progress=options.progress)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .work import ItemProcessor, PreparePlan, WorkDir, WorkItem
 
-__all__ = ["BuildReport", "check_num_proc", "execute_plan"]
+__all__ = ["BuildReport", "execute_plan"]
 
 
 @dataclass
@@ -139,10 +139,3 @@ def _process(
         finally:
             for future in futures:
                 future.cancel()
-
-
-def check_num_proc(num_proc: int) -> int:
-    """``num_proc`` as an int >= 1 (ValueError otherwise)."""
-    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc must be an integer >= 1, got {num_proc!r}")
-    return num_proc

@@ -31,16 +31,16 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from ..detection.compression import COMPRESSION_CRF, normalize_compression
-from ..detection.face_detection import FaceDetector, RetinaFaceDetector
+from ..detection.compression import COMPRESSION_CRF
 from .common import run_build
-from .execution import BuildReport, check_num_proc
+from .execution import BuildReport
 from .faceforensics_masks import DIFFERENCE_MIN_THRESHOLD, DIFFERENCE_REGION_SCALE, MASK_VIDEO_THRESHOLD
 from .faceforensics_processor import FaceForensicsProcessor, VideoSource, VideoTask
 from .rows import face_features
-from .settings import DEFAULT_METHODS, FFPP_METHOD_NAMES, FFPP_METHODS, MIN_FACE_SCORE
-from .work import PrepareError, PreparePlan, WorkDir, WorkItem, file_fingerprint, select_shard
+from .settings import DEFAULT_METHODS, FFPP_METHOD_NAMES, FFPP_METHODS, BuildOptions, check_positive_int
+from .work import PrepareError, PreparePlan, WorkDir, WorkItem, file_fingerprint
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -134,34 +134,25 @@ def _videos_in(folder: Path) -> list[Path]:
 
 def plan_faceforensics(
     root: str | os.PathLike[str],
-    compressions: tuple[str, ...] = ("c23",),
+    options: BuildOptions,
+    *,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     every: int = 5,
-    shard: tuple[int, int] | None = None,
-    detector_name: str = RetinaFaceDetector.name,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
-    command: str = "",
 ) -> PreparePlan:
     """Scan an FF++ download and list the work: one item per (level, video), pristine and fake."""
     root = Path(root)
     _check_root(root)
-    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
     unknown = sorted(set(methods) - set(FFPP_METHODS))
     if unknown or not methods:
         raise PrepareError(f"unknown methods {unknown or '(none given)'}; known: {', '.join(FFPP_METHODS)}")
     methods = tuple(method for method in FFPP_METHODS if method in methods)
     items: list[WorkItem] = []
     notes: list[str] = []
-    for level in compressions:
+    for level in options.compressions:
         items += _level_items(root, level, methods, notes)
     settings = {
         "every": every,
-        "detector": detector_name,
-        "min_score": min_score,
-        "crop_scale": crop_scale,
-        "size": size,
+        **options.crop_settings(),
         "mask_video_threshold": MASK_VIDEO_THRESHOLD,
         "difference_min_threshold": DIFFERENCE_MIN_THRESHOLD,
         "difference_region_scale": DIFFERENCE_REGION_SCALE,
@@ -170,15 +161,14 @@ def plan_faceforensics(
         builder="faceforensics",
         settings=settings,
         features=FFPP_FEATURES,
-        items=select_shard(items, shard),
-        command=command,
+        items=items,
+        command="",
         card={
             "title": "FaceForensics++ faces for MesoFCN",
-            "intro": _card_intro(compressions, methods),
+            "intro": _card_intro(options, methods),
             "unit": "video",
         },
         notes=list(dict.fromkeys(notes)),  # one note per method, not per level
-        shard=shard,
     )
 
 
@@ -263,10 +253,10 @@ def _original_stem(method: str, video: str) -> str:
     return video.split("_")[0]
 
 
-def _card_intro(compressions: tuple[str, ...], methods: tuple[str, ...]) -> str:
+def _card_intro(options: BuildOptions, methods: tuple[str, ...]) -> str:
     return (
-        f"128x128 face crops from FaceForensics++ ({', '.join(compressions)}; pristine and "
-        f"{', '.join(methods)}), one frame in every `every`, the most confident face per frame, cut with "
+        f"{options.size}x{options.size} face crops from FaceForensics++ ({', '.join(options.compressions)}; "
+        f"pristine and {', '.join(methods)}), one frame in every `every`, the most confident face per frame, cut with "
         "mesofcn's `crop_face` (the processor's crop). `mask` is a 0/255 PNG (all zero for pristine faces) or "
         "None; `mask_source` says where it came from (ffpp: FF++'s mask video, difference: |fake - original| "
         "of the aligned frames inside the face box, none: no mask). Splits: FF++'s official lists "
@@ -282,54 +272,24 @@ def build_faceforensics(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    compressions: tuple[str, ...] | list[str] = ("c23",),
     methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
     every: int = 5,
-    num_proc: int = 1,
-    shard: tuple[int, int] | None = None,
-    detector: FaceDetector | None = None,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
-    progress: bool = True,
-    command: str | None = None,
-    remove_work: bool = False,
+    options: BuildOptions | None = None,
+    **option_values: Any,
 ) -> BuildReport:
     """Build (or resume) the FF++ face dataset in ``out``; see the module docstring.
 
     Args:
         root: the FF++ download (holding original_sequences/ and manipulated_sequences/).
         out: output folder: the DatasetDict (``datasets.load_from_disk(out)``), README.md and ``.work/``.
-        compressions: levels to build ("c23", "c40", "raw"/"c0"); each is a ``compression`` value.
         methods: manipulation methods (pristine videos are always included).
         every: keep frames 0, every, 2*every ... of each video (the paper: 5).
-        num_proc: worker processes (each runs its own single-threaded detector).
-        shard: (i, n) builds only every n-th video from the i-th, leaving ``.work`` for :func:`merge_prepared`.
-        detector: face detector to use instead of RetinaFace (its ``name`` is recorded).
-        remove_work: delete ``.work`` after the dataset is written (a rerun then starts over).
+        options: what every builder takes (:class:`~mesofcn.data.settings.BuildOptions`: compressions, num_proc,
+            shard, detector, min_score, crop_scale, size, progress, command, remove_work); ``option_values`` set
+            single ones on top (``compressions=["c23", "c40"], progress=False``).
     """
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    check_num_proc(num_proc)
-    detector_name = detector.name if detector is not None else RetinaFaceDetector.name
-    plan = plan_faceforensics(
-        root,
-        compressions=tuple(compressions),
-        methods=tuple(methods),
-        every=every,
-        shard=shard,
-        detector_name=detector_name,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
-        command=command or f"build_faceforensics({str(root)!r}, {str(out)!r})",
-    )
-    processor = FaceForensicsProcessor(
-        every=every,
-        work_dir=str(WorkDir(out).root),
-        detector=detector,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
-    )
-    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
+    options = BuildOptions.of(options, **option_values)
+    check_positive_int("every", every)
+    plan = plan_faceforensics(root, options, methods=tuple(methods), every=every)
+    processor = FaceForensicsProcessor(every=every, work_dir=str(WorkDir(out).root), **options.cropper_fields())
+    return run_build(plan, out, processor, options, call=f"build_faceforensics({str(root)!r}, {str(out)!r})")

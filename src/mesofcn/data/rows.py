@@ -15,7 +15,7 @@ from datasets import ClassLabel, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
-from ..detection.image_processing_mesofcn import crop_face
+from ..detection.image_processing_mesofcn import DEFAULT_CROP_SCALE, DEFAULT_CROP_SIZE, crop_face
 from .settings import MIN_FACE_SCORE
 
 __all__ = [
@@ -123,8 +123,8 @@ class FaceCropper:
 
     detector: FaceDetector | None = None
     min_score: float = MIN_FACE_SCORE
-    crop_scale: float = 1.1
-    size: int = 128
+    crop_scale: float = DEFAULT_CROP_SCALE
+    size: int = DEFAULT_CROP_SIZE
     _detector: FaceDetector | None = field(default=None, init=False, repr=False)
 
     def setup(self, parallel: bool) -> None:

@@ -38,19 +38,19 @@ from typing import Any
 import numpy as np
 from datasets import Features
 
-from ..detection.compression import compress_frames, compression_crf, normalize_compression
-from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
+from ..detection.compression import compress_frames, compression_crf
+from ..detection.face_detection import DetectedFace
 from ..detection.video import MediaError
 from .blending import SelfBlend, SelfBlendSettings, self_blend
 from .common import run_build
 from .donors import Donor, DonorPool
-from .execution import BuildReport, check_num_proc
+from .execution import BuildReport
 from .gan_faces import DEFAULT_SPLIT, check_fractions
 from .rows import FaceCropper, count_row, empty_stats, face_features
 from .sampling import runs_of, sampled_frames
 from .self_blend_sources import SelfBlendSource, exclude_sources, list_sources, split_sources
-from .settings import MIN_FACE_SCORE
-from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint, select_shard
+from .settings import BuildOptions, check_positive_int, check_probability
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = [
     "DEFAULT_CLIP_FRAMES",
@@ -184,29 +184,23 @@ class SelfBlendProcessor(FaceCropper):
 
 def plan_self_blend(
     real: Sequence[str | os.PathLike[str]],
-    compressions: tuple[str, ...] = ("c23",),
+    options: BuildOptions,
+    *,
     every: int = 5,
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    shard: tuple[int, int] | None = None,
-    detector_name: str = RetinaFaceDetector.name,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
-    command: str = "",
     exclude: Sequence[str | os.PathLike[str]] = (),
     blend_options: dict[str, Any] | None = None,
 ) -> PreparePlan:
     """List the work: one item per compression level and source (`exclude`: files never used)."""
     fractions = check_fractions(split)
-    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
     found = list_sources(real)
     sources = exclude_sources(found, exclude)
     splits = split_sources(sources, fractions, seed)
     items = [
         _work_item(level, split_name, source)
-        for level in compressions
+        for level in options.compressions
         for split_name, sources in splits.items()
         for source in sources
     ]
@@ -214,10 +208,7 @@ def plan_self_blend(
         "every": every,
         "split": list(fractions),
         "seed": seed,
-        "detector": detector_name,
-        "min_score": min_score,
-        "crop_scale": crop_scale,
-        "size": size,
+        **options.crop_settings(),
         "clip_frames": clip_frames,
         "excluded_files": len(found) - len(sources),
         **(blend_options or {}),
@@ -226,18 +217,17 @@ def plan_self_blend(
         builder="self-blend",
         settings=settings,
         features=self_blend_features(),
-        items=select_shard(items, shard),
-        command=command,
+        items=items,
+        command="",
         card={
             "title": "Real faces and self-blended pseudo-fakes for MesoFCN",
-            "intro": _intro(compressions, every),
+            "intro": _intro(options, every),
             "unit": "video",
         },
         notes=[
             "Each source yields one real and one self-blend row per face; the count tables list each source once, "
             "under method real, with the rows of both classes."
         ],
-        shard=shard,
     )
 
 
@@ -251,12 +241,13 @@ def _work_item(level: str, split: str, source: SelfBlendSource) -> WorkItem:
     )
 
 
-def _intro(compressions: tuple[str, ...], every: int) -> str:
+def _intro(options: BuildOptions, every: int) -> str:
     return (
-        "128x128 face crops of real videos and images and of their self-blended pseudo-fakes (SBI-style: the "
-        f"face blended with a transformed copy of itself through a deformed, feathered mask). Every {every}th "
-        "frame of a video (or the image) is blended as a full frame; then the run of real frames and the run of "
-        f"blended frames are each compressed as an H.264 video with FF++'s settings ({', '.join(compressions)}), "
+        f"{options.size}x{options.size} face crops of real videos and images and of their self-blended pseudo-fakes "
+        f"(SBI-style: the face blended with a transformed copy of itself through a deformed, feathered mask). Every "
+        f"{every}th frame of a video (or the image) is blended as a full frame; then the run of real frames and the "
+        "run of blended frames are each compressed as an H.264 video with FF++'s settings "
+        f"({', '.join(options.compressions)}), "
         "and both are cut with the same face box (detected once, on the uncompressed real frame) by mesofcn's "
         "`crop_face`: a real and its pseudo-fake differ only by the blend. `mask_source` is `zeros` for a real "
         "(all-zero mask) and `self-blend` for a pseudo-fake (the exact blend mask). Splits are by source (a video, "
@@ -269,31 +260,22 @@ def build_self_blend(
     real: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
-    compressions: tuple[str, ...] | list[str] = ("c23",),
     every: int = 5,
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    num_proc: int = 1,
-    shard: tuple[int, int] | None = None,
-    detector: FaceDetector | None = None,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     max_frames: int | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
     donors: Sequence[str | os.PathLike[str]] = (),
     donor_probability: float = 0.0,
     downsample_probability: float = 0.0,
-    progress: bool = True,
-    command: str | None = None,
-    remove_work: bool = False,
+    options: BuildOptions | None = None,
+    **option_values: Any,
 ) -> BuildReport:
     """Build (or resume) the real / self-blend face dataset in ``out``; see the module docstring.
 
     Args:
         real: real videos, images, or folders searched recursively for both.
-        compressions: levels ("c23", "c40", "raw"/"c0"); each source is processed once per level.
         every: keep one video frame in every ``every``.
         split: train / validation / test fractions (of videos, and of image groups).
         seed: seed of the split and of the blends.
@@ -303,19 +285,16 @@ def build_self_blend(
         donors: images (or folders of them) whose faces are pasted in donor blends (Face X-ray style).
         donor_probability: share of the pseudo-fakes that paste a donor's face instead of the face itself.
         downsample_probability: share of the pseudo-fakes whose pasted face is a lower-resolution copy.
-        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+        options, option_values: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`; each source is
+            processed once per level of ``compressions``.
     """
-    check_num_proc(num_proc)
-    for name, value in (
-        ("every", every),
-        ("clip_frames", clip_frames),
-        ("max_frames", 1 if max_frames is None else max_frames),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    for name, value in (("donor_probability", donor_probability), ("downsample_probability", downsample_probability)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    options = BuildOptions.of(options, **option_values)
+    check_positive_int("every", every)
+    check_positive_int("clip_frames", clip_frames)
+    if max_frames is not None:
+        check_positive_int("max_frames", max_frames)
+    check_probability("donor_probability", donor_probability)
+    check_probability("downsample_probability", downsample_probability)
     donor_files = tuple(
         source.path
         for source in (exclude_sources(list_sources(donors), exclude) if donors else [])
@@ -331,25 +310,16 @@ def build_self_blend(
     }
     plan = plan_self_blend(
         list(real),
-        compressions=tuple(compressions),
+        options,
         every=every,
         split=split,
         seed=seed,
-        shard=shard,
-        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
         clip_frames=clip_frames,
-        command=command or f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})",
         exclude=exclude,
         blend_options=blend_options,
     )
     processor = SelfBlendProcessor(
-        detector=detector,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
+        **options.cropper_fields(),
         every=every,
         seed=seed,
         clip_frames=clip_frames,
@@ -358,4 +328,5 @@ def build_self_blend(
         donor_probability=donor_probability,
         settings=SelfBlendSettings(downsample_probability=downsample_probability),
     )
-    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
+    call = f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})"
+    return run_build(plan, out, processor, options, call=call)
