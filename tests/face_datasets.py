@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from mesofcn.data.common import face_features
-from mesofcn.data.faceforensics import FFPP_METHOD_NAMES
+from mesofcn.data.rows import face_features
+from mesofcn.data.settings import FFPP_METHOD_NAMES
 
 # The builders' own schema: tests build rows with exactly the features the dataset builders write.
 FF_METHOD_NAMES = list(FFPP_METHOD_NAMES)

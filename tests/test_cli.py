@@ -241,7 +241,7 @@ def test_console_script_reports_version():
 def test_python_dash_m_reports_command_errors_in_one_line(tmp_path):
     """`python -m mesofcn.cli` runs cli.py as __main__, a second copy of the module: a subcommand's CommandError
     (here a locked prepare output) must still be the one-line error and exit code 2, not a traceback."""
-    from mesofcn.data.common import output_lock
+    from mesofcn.data.work import output_lock
 
     Image.new("RGB", (32, 32)).save(tmp_path / "grey.png")
     labels = tmp_path / "labels.csv"

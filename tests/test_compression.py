@@ -1,6 +1,9 @@
-"""Tests for mesofcn.detection.compression: FF++'s H.264 settings (c23 / c40 / raw) through PyAV."""
+"""Tests for mesofcn.detection.compression: FF++'s H.264 settings (c23 / c40 / raw) through PyAV, and the one H.264
+writer that the overlay videos share."""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import av
 import cv2
@@ -9,13 +12,16 @@ import pytest
 
 from mesofcn.detection.compression import (
     COMPRESSION_CRF,
+    H264Writer,
     compress_frames,
     compression_crf,
     encode_video,
     h264_settings,
     normalize_compression,
     read_x264_options,
+    video_rate,
 )
+from mesofcn.reporting.overlay import VideoOverlayWriter
 
 #: x264 settings string of FF++'s c23 519.mp4 (ffpp_mini), minus the machine-dependent thread counts and crf.
 _FFPP_X264_SETTINGS = (
@@ -115,3 +121,46 @@ def test_matches_the_settings_of_real_ffpp_files(shared_data, tmp_path):
     ours = read_x264_options(tmp_path / "clip.mp4")
     differing = {key for key in ffpp.keys() | ours.keys() if ffpp.get(key) != ours.get(key)}
     assert differing <= MACHINE_DEPENDENT, differing
+
+
+def test_ffpp_videos_and_overlays_are_written_by_the_one_h264_writer(tmp_path, monkeypatch):
+    """encode_video, compress_frames and the overlay writer all encode through H264Writer, each with its own
+    settings: the files it finishes have the codec, pixel format, size and frame count those settings say."""
+    finished = []
+    close = H264Writer.close
+
+    def recording_close(writer: H264Writer) -> int:
+        finished.append((writer.settings.codec, writer.settings.pix_fmt, writer.settings.options.get("preset")))
+        return close(writer)
+
+    monkeypatch.setattr(H264Writer, "close", recording_close)
+    frames = textured_clip(num_frames=5, height=17, width=33)
+    assert encode_video(frames, tmp_path / "ffpp.mp4", "c23", fps=25) == 5
+    assert len(compress_frames(frames, "raw")) == 5
+    with VideoOverlayWriter(tmp_path / "overlay.mkv", fps=Fraction(30000, 1001), crf=30, preset="ultrafast") as writer:
+        for frame in frames[:3]:
+            writer.write(frame)
+    assert finished == [
+        ("libx264", "yuv444p", None),
+        ("libx264rgb", "rgb24", None),
+        ("libx264", "yuv420p", "ultrafast"),
+    ]
+    for name, pix_fmt, size, count, rate in (
+        ("ffpp.mp4", "yuv444p", (33, 17), 5, 25),
+        ("overlay.mkv", "yuv420p", (34, 18), 3, Fraction(30000, 1001)),  # yuv420p: padded to even sizes
+    ):
+        with av.open(str(tmp_path / name)) as container:
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            assert (context.name, context.pix_fmt, (context.width, context.height)) == ("h264", pix_fmt, size)
+            assert stream.average_rate == rate
+            assert sum(1 for _ in container.decode(stream)) == count
+    assert read_x264_options(tmp_path / "overlay.mkv")["crf"] == "30.0"
+
+
+def test_video_rate_and_writer_refusals(tmp_path):
+    assert video_rate(29.97) == Fraction(2997, 100) and video_rate(Fraction(24000, 1001)) == Fraction(24000, 1001)
+    with pytest.raises(ValueError, match="fps"):
+        H264Writer(tmp_path / "a.mp4", h264_settings("c23"), fps=0)
+    with pytest.raises(ValueError, match="no frames"), H264Writer(tmp_path / "b.mp4", h264_settings("c23"), 25):
+        pass

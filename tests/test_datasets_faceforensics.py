@@ -28,15 +28,17 @@ from datasets import load_from_disk
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.cli import CommandError
 from mesofcn.cli.prepare import add_prepare_parser
-from mesofcn.data.common import MASK_SOURCES, PrepareError, merge_prepared, parse_shard
+from mesofcn.data.assembly import merge_prepared
 from mesofcn.data.faceforensics import (
     FFPP_FEATURES,
-    FFPP_METHOD_NAMES,
     build_faceforensics,
-    difference_mask,
     load_official_splits,
     official_split,
 )
+from mesofcn.data.faceforensics_masks import difference_mask
+from mesofcn.data.rows import MASK_SOURCES
+from mesofcn.data.settings import FFPP_METHOD_NAMES, parse_shard
+from mesofcn.data.work import PrepareError
 from mesofcn.detection.compression import encode_video
 from mesofcn.detection.face_detection import DetectedFace
 from mesofcn.detection.image_processing_mesofcn import crop_face, face_crop_window
@@ -328,7 +330,7 @@ def test_killed_build_resumes_to_the_same_rows(tree, clean_build, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-c", KILLED_BUILD, str(root), str(out)],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])},
         stderr=subprocess.PIPE,
     )
     try:

@@ -17,15 +17,9 @@ from PIL import Image
 
 from mesofcn import MesoFCNConfig, MesoFCNForDeepfakeDetection, MesoFCNImageProcessor
 from mesofcn.cli.prepare import add_prepare_parser
-from mesofcn.data.common import PrepareError
-from mesofcn.data.self_blend import (
-    FAKE_MASK_SOURCE,
-    REAL_MASK_SOURCE,
-    blend_seed,
-    build_self_blend,
-    list_sources,
-    split_sources,
-)
+from mesofcn.data.self_blend import FAKE_MASK_SOURCE, REAL_MASK_SOURCE, blend_seed, build_self_blend
+from mesofcn.data.self_blend_sources import list_sources, split_sources
+from mesofcn.data.work import PrepareError
 
 SPLIT = (0.5, 0.25, 0.25)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mesofcn.detection.compression import video_rate
 from mesofcn.reporting.overlay import (
     FAKE_COLOR,
     REAL_COLOR,
@@ -19,7 +20,6 @@ from mesofcn.reporting.overlay import (
     draw_detections,
     label_text,
     pad_to_even,
-    video_rate,
     write_png,
 )
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from mesofcn import MesoFCNImageProcessor
 from mesofcn.cli import main as mesofcn
 from mesofcn.cli.training import build_train_parser
-from mesofcn.data.common import PrepareError, output_lock
+from mesofcn.data.work import PrepareError, output_lock
 from mesofcn.detection.modeling_mesofcn import MesoFCNForDeepfakeDetection
 from mesofcn.training.augmentation import FaceAugmentation
 from mesofcn.training.data import (

@@ -17,18 +17,14 @@ from datasets import load_from_disk
 from PIL import Image
 
 from mesofcn.cli import main as mesofcn
+from mesofcn.data.assembly import BUILD_SETTINGS_FILE
 from mesofcn.data.blending import aligned_donor, self_blend
-from mesofcn.data.common import BUILD_SETTINGS_FILE, PrepareError
+from mesofcn.data.donors import Donor, DonorPool, landmark_shape
 from mesofcn.data.labelled_media import build_media
 from mesofcn.data.media_lists import MediaListError, read_media_list
-from mesofcn.data.self_blend import (
-    Donor,
-    DonorPool,
-    build_self_blend,
-    exclude_sources,
-    landmark_shape,
-    list_sources,
-)
+from mesofcn.data.self_blend import build_self_blend
+from mesofcn.data.self_blend_sources import exclude_sources, list_sources
+from mesofcn.data.work import PrepareError
 from mesofcn.detection.face_detection import RetinaFaceDetector
 from mesofcn.training.data import DatasetError, crop_scale_of_datasets
 from mesofcn.training.tasks import parse_task

@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..data.media_lists import MediaListError, media_list_paths
-from ..data.settings import DEFAULT_METHODS, FFPP_METHODS, MIN_FACE_SCORE, parse_shard
+from ..data.settings import DEFAULT_METHODS, FFPP_METHODS, MIN_FACE_SCORE, BuildOptions, parse_shard
 from ..detection.compression import COMPRESSION_LEVELS, normalize_compression
+from ..detection.image_processing_mesofcn import DEFAULT_CROP_SCALE, DEFAULT_CROP_SIZE
 from ..detection.media_files import MediaError
 from .arguments import jpeg_quality, positive_int, probability
 
 if TYPE_CHECKING:
-    from ..data.common import BuildReport
+    from ..data.execution import BuildReport
 
-# The builders (mesofcn.data.common and its users) import `datasets` and pyarrow: the handlers import them
+# The builders (mesofcn.data and its builder modules) import `datasets` and pyarrow: the handlers import them
 # when they run, so that building the `mesofcn` parser (every command's start-up) does not.
 
 __all__ = [
     "add_prepare_parser",
+    "build_options",
     "run_prepare_faceforensics",
     "run_prepare_gan_faces",
     "run_prepare_media",
@@ -40,8 +42,9 @@ def add_prepare_parser(commands) -> None:
         "prepare",
         help="build preprocessed face datasets (FaceForensics++, GAN faces, self-blends)",
         description="Turn FaceForensics++ videos or real/GAN face images into a Hugging Face DatasetDict of "
-        "128x128 face crops with manipulation masks (datasets.load_from_disk reads it). Builds resume where "
-        "they stopped; --shard splits one across machines and 'prepare merge' joins the shards.",
+        f"{DEFAULT_CROP_SIZE}x{DEFAULT_CROP_SIZE} face crops with manipulation masks (datasets.load_from_disk reads "
+        "it). Builds resume where they stopped; --shard splits one across machines and 'prepare merge' joins the "
+        "shards.",
     )
     kinds = prepare.add_subparsers(dest="dataset", required=True)
     _add_faceforensics(kinds)
@@ -147,8 +150,9 @@ def _add_gan_faces(kinds) -> None:
     parser.add_argument(
         "--encode-crops",
         action="store_true",
-        help="cut and resize the face first, then H.264-encode the 128-px crop (not the full image): every source "
-        "ends in the same resize and encoding at one scale, whatever its size and format (mixed photo sources)",
+        help=f"cut and resize the face first, then H.264-encode the {DEFAULT_CROP_SIZE}-px crop (not the full image): "
+        "every source ends in the same resize and encoding at one scale, whatever its size and format (mixed photo "
+        "sources)",
     )
     _add_common(parser)
     parser.set_defaults(handler=run_prepare_gan_faces)
@@ -239,7 +243,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-proc", type=positive_int, default=1, help="worker processes")
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="build only shard I of N (merge them later)")
     parser.add_argument("--min-score", type=float, default=MIN_FACE_SCORE, help="lowest face detector score")
-    parser.add_argument("--crop-scale", type=float, default=1.1, help="crop side / max(box side), as the processor")
+    parser.add_argument(
+        "--crop-scale", type=float, default=DEFAULT_CROP_SCALE, help="crop side / max(box side), as the processor"
+    )
     parser.add_argument("--remove-work", action="store_true", help="delete OUT/.work once the dataset is written")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -281,17 +287,23 @@ def _command(args: argparse.Namespace, parts: list[str]) -> str:
     return shlex.join(["mesofcn", "prepare", *parts, *common])
 
 
-def _build_options(args: argparse.Namespace, command: str) -> dict:
-    """The keyword arguments every builder takes from the options all `prepare` builds share."""
-    return {
-        "num_proc": args.num_proc,
-        "shard": args.shard,
-        "min_score": args.min_score,
-        "crop_scale": args.crop_scale,
-        "progress": not args.quiet,
-        "command": command,
-        "remove_work": args.remove_work,
-    }
+def build_options(args: argparse.Namespace, command: str) -> BuildOptions:
+    """The options every builder takes, from the flags all `prepare` builds share; CommandError for a bad value."""
+    from .common import CommandError
+
+    try:
+        return BuildOptions(
+            compressions=tuple(args.compression),
+            num_proc=args.num_proc,
+            shard=args.shard,
+            min_score=args.min_score,
+            crop_scale=args.crop_scale,
+            progress=not args.quiet,
+            command=command,
+            remove_work=args.remove_work,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from error
 
 
 def run_prepare_faceforensics(args: argparse.Namespace) -> int:
@@ -302,16 +314,9 @@ def run_prepare_faceforensics(args: argparse.Namespace) -> int:
         ["faceforensics", "--root", str(args.root), "--compression", *args.compression, "--methods", *args.methods]
         + ["--every", str(args.every)],
     )
+    options = build_options(args, command)
     return _run(
-        lambda: build_faceforensics(
-            args.root,
-            args.out,
-            compressions=args.compression,
-            methods=args.methods,
-            every=args.every,
-            **_build_options(args, command),
-        ),
-        args,
+        lambda: build_faceforensics(args.root, args.out, methods=args.methods, every=args.every, options=options), args
     )
 
 
@@ -323,16 +328,16 @@ def run_prepare_gan_faces(args: argparse.Namespace) -> int:
     parts += ["--split", ",".join(f"{value:g}" for value in args.split), "--seed", str(args.seed)]
     if args.encode_crops:
         parts.append("--encode-crops")
+    options = build_options(args, _command(args, parts))
     return _run(
         lambda: build_gan_faces(
             args.real,
             args.fake,
             args.out,
-            compressions=args.compression,
             split=args.split,
             seed=args.seed,
             encode_crops=args.encode_crops,
-            **_build_options(args, _command(args, parts)),
+            options=options,
         ),
         args,
     )
@@ -353,11 +358,11 @@ def run_prepare_self_blend(args: argparse.Namespace) -> int:
     if args.exclude:
         parts += ["--exclude", *map(str, args.exclude)]
         parts += ["--exclude-root", str(args.exclude_root)] if args.exclude_root else []
+    options = build_options(args, _command(args, parts))
     return _run(
         lambda: build_self_blend(
             args.real,
             args.out,
-            compressions=args.compression,
             every=args.every,
             split=args.split,
             seed=args.seed,
@@ -366,7 +371,7 @@ def run_prepare_self_blend(args: argparse.Namespace) -> int:
             donors=args.donors,
             donor_probability=args.donor_probability,
             downsample_probability=args.downsample_probability,
-            **_build_options(args, _command(args, parts)),
+            options=options,
         ),
         args,
     )
@@ -378,30 +383,30 @@ def run_prepare_media(args: argparse.Namespace) -> int:
     parts = ["media", "--labels", str(args.labels), *(["--root", str(args.root)] if args.root else [])]
     parts += ["--compression", *args.compression, "--every", str(args.every), "--split-name", args.split_name]
     parts += ["--max-frames", str(args.max_frames)] if args.max_frames else []
+    options = build_options(args, _command(args, parts))
     return _run(
         lambda: build_media(
             args.labels,
             args.out,
             root=args.root,
-            compressions=args.compression,
             every=args.every,
             max_frames=args.max_frames,
             split=args.split_name,
-            **_build_options(args, _command(args, parts)),
+            options=options,
         ),
         args,
     )
 
 
 def run_prepare_merge(args: argparse.Namespace) -> int:
-    from ..data.common import merge_prepared
+    from ..data.assembly import merge_prepared
 
     command = shlex.join(["mesofcn", "prepare", "merge", *map(str, args.shards), "--out", str(args.out)])
     return _run(lambda: merge_prepared(args.shards, args.out, command=command, progress=not args.quiet), args)
 
 
 def run_prepare_pack(args: argparse.Namespace) -> int:
-    from ..data.common import PrepareError
+    from ..data.work import PrepareError
     from ..training.pack import pack_datasets
     from .common import CommandError
 
@@ -421,7 +426,7 @@ def run_prepare_pack(args: argparse.Namespace) -> int:
 
 def _run(build, args: argparse.Namespace) -> int:
     """Run a build; input problems become one-line CommandErrors; print what was done and where it is."""
-    from ..data.common import PrepareError
+    from ..data.work import PrepareError
     from .common import CommandError
 
     try:

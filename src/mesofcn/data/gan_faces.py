@@ -32,27 +32,14 @@ from typing import Any
 import numpy as np
 from datasets import Features
 
-from ..detection.compression import compress_frames, compression_crf, normalize_compression
-from ..detection.face_detection import FaceDetector, RetinaFaceDetector
+from ..detection.compression import compress_frames, compression_crf
 from ..detection.media import load_image
 from ..detection.media_files import MediaError
-from .common import (
-    MIN_FACE_SCORE,
-    SPLITS,
-    BuildReport,
-    FaceCropper,
-    ItemResult,
-    PrepareError,
-    PreparePlan,
-    WorkItem,
-    check_num_proc,
-    count_row,
-    empty_stats,
-    face_features,
-    file_fingerprint,
-    run_build,
-    select_shard,
-)
+from .common import run_build
+from .execution import BuildReport
+from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
+from .settings import BuildOptions, check_positive_int
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = [
     "DEFAULT_SPLIT",
@@ -138,7 +125,7 @@ class ImageChunkTask:
 
 @dataclass
 class GanFacesProcessor(FaceCropper):
-    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.common.FaceCropper`);
+    """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.rows.FaceCropper`);
     ``encode_crops``: H.264-encode the face crop instead of the full image (see the module docstring)."""
 
     encode_crops: bool = False
@@ -198,25 +185,19 @@ def _check_sources(real: str | os.PathLike[str], fakes: Sequence[tuple[str, str 
 def plan_gan_faces(
     real: str | os.PathLike[str],
     fakes: Sequence[tuple[str, str | os.PathLike[str]]],
-    compressions: tuple[str, ...] = ("c23",),
+    options: BuildOptions,
+    *,
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    shard: tuple[int, int] | None = None,
-    detector_name: str = RetinaFaceDetector.name,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     encode_crops: bool = False,
-    command: str = "",
 ) -> PreparePlan:
     """List the work: per compression level, source and split, chunks of ``chunk_size`` images."""
     _check_sources(real, fakes)
     fractions = check_fractions(split)
-    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
     sources = [(REAL_SOURCE, Path(real)), *((name, Path(folder)) for name, folder in fakes)]
     items = []
-    for level in compressions:
+    for level in options.compressions:
         for method, (name, folder) in enumerate(sources):
             for split_name, images in split_images(list_images(folder), fractions, seed).items():
                 items += _chunks(level, method, name, folder, split_name, images, chunk_size)
@@ -224,10 +205,7 @@ def plan_gan_faces(
     settings = {
         "split": list(fractions),
         "seed": seed,
-        "detector": detector_name,
-        "min_score": min_score,
-        "crop_scale": crop_scale,
-        "size": size,
+        **options.crop_settings(),
         "chunk_size": chunk_size,
         "encode_crops": encode_crops,
     }
@@ -239,8 +217,8 @@ def plan_gan_faces(
         "face cut with mesofcn's `crop_face` (the processor's crop)"
     )
     intro = (
-        f"128x128 face crops of real ({real}) and GAN-generated faces ({', '.join(names)}): {order} "
-        f"({', '.join(compressions)}). Splits are per image, seeded and "
+        f"{options.size}x{options.size} face crops of real ({real}) and GAN-generated faces ({', '.join(names)}): "
+        f"{order} ({', '.join(options.compressions)}). Splits are per image, seeded and "
         "stratified by source. `mask` follows the label (`mask_source` whole-image): all zeros for a real photo, "
         "all 255 for a generated image. Check the licences of the source images before sharing this dataset."
     )
@@ -248,10 +226,9 @@ def plan_gan_faces(
         builder="gan-faces",
         settings=settings,
         features=gan_faces_features(names),
-        items=select_shard(items, shard),
-        command=command,
+        items=items,
+        command="",
         card={"title": "Real vs GAN faces for MesoFCN", "intro": intro, "unit": "image"},
-        shard=shard,
     )
 
 
@@ -279,52 +256,30 @@ def build_gan_faces(
     fakes: Mapping[str, str | os.PathLike[str]] | Sequence[tuple[str, str | os.PathLike[str]]],
     out: str | os.PathLike[str],
     *,
-    compressions: tuple[str, ...] | list[str] = ("c23",),
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    num_proc: int = 1,
-    shard: tuple[int, int] | None = None,
-    detector: FaceDetector | None = None,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     encode_crops: bool = False,
-    progress: bool = True,
-    command: str | None = None,
-    remove_work: bool = False,
+    options: BuildOptions | None = None,
+    **option_values: Any,
 ) -> BuildReport:
     """Build (or resume) the real-vs-GAN face dataset in ``out``; see the module docstring.
 
     Args:
         real: folder of real face images (label real, method "real").
         fakes: source name -> folder of generated images (label fake, method = the name), in ``method`` order.
-        compressions: levels ("c23", "c40", "raw"/"c0"); each image is compressed once per level.
         split: train / validation / test fractions per source.
         seed: seed of the split.
+        chunk_size: images per work item (the unit written, and resumed, at once).
         encode_crops: encode the face crop, not the full image (one resize and encoding at one scale for all).
-        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+        options, option_values: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`; each image is
+            compressed once per level of ``compressions``.
     """
-    check_num_proc(num_proc)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    options = BuildOptions.of(options, **option_values)
+    check_positive_int("chunk_size", chunk_size)
     pairs = list(fakes.items()) if isinstance(fakes, Mapping) else [tuple(pair) for pair in fakes]
     plan = plan_gan_faces(
-        real,
-        pairs,
-        compressions=tuple(compressions),
-        split=split,
-        seed=seed,
-        shard=shard,
-        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
-        chunk_size=chunk_size,
-        encode_crops=encode_crops,
-        command=command or f"build_gan_faces({str(real)!r}, ..., {str(out)!r})",
+        real, pairs, options, split=split, seed=seed, chunk_size=chunk_size, encode_crops=encode_crops
     )
-    processor = GanFacesProcessor(
-        detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, encode_crops=encode_crops
-    )
-    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
+    processor = GanFacesProcessor(**options.cropper_fields(), encode_crops=encode_crops)
+    return run_build(plan, out, processor, options, call=f"build_gan_faces({str(real)!r}, ..., {str(out)!r})")

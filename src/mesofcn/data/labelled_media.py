@@ -25,30 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from ..detection.compression import compress_frames, compression_crf, normalize_compression
-from ..detection.face_detection import FaceDetector, RetinaFaceDetector
+from ..detection.compression import compress_frames, compression_crf
 from ..detection.media_files import MediaError
-from .common import (
-    MIN_FACE_SCORE,
-    SPLITS,
-    BuildReport,
-    FaceCropper,
-    ItemResult,
-    PrepareError,
-    PreparePlan,
-    WorkItem,
-    check_num_proc,
-    count_row,
-    empty_stats,
-    face_features,
-    file_fingerprint,
-    media_kind,
-    run_build,
-    runs_of,
-    sampled_frames,
-    select_shard,
-)
+from .common import run_build
+from .execution import BuildReport
 from .media_lists import MediaListItem, read_media_list
+from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
+from .sampling import media_kind, runs_of, sampled_frames
+from .settings import BuildOptions, check_positive_int
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
 
@@ -121,46 +106,36 @@ class MediaProcessor(FaceCropper):
 
 def plan_media(
     labels: str | os.PathLike[str],
+    options: BuildOptions,
+    *,
     root: str | os.PathLike[str] | None = None,
-    compressions: tuple[str, ...] = ("c23",),
     every: int = 5,
     max_frames: int | None = None,
     split: str = "train",
-    shard: tuple[int, int] | None = None,
-    detector_name: str = RetinaFaceDetector.name,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
-    command: str = "",
 ) -> PreparePlan:
     """List the work: one item per compression level and listed file (missing or non-media files are refused)."""
     if split not in SPLITS:
         raise PrepareError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     listed = read_media_list(labels, root)
     names = media_method_names(listed)
-    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
-    items = [_work_item(level, split, entry, names) for level in compressions for entry in listed]
+    items = [_work_item(level, split, entry, names) for level in options.compressions for entry in listed]
     settings = {
         "every": every,
         "max_frames": max_frames,
         "split": split,
-        "detector": detector_name,
-        "min_score": min_score,
-        "crop_scale": crop_scale,
-        "size": size,
+        **options.crop_settings(),
     }
     return PreparePlan(
         builder="media",
         settings=settings,
         features=face_features(names),
-        items=select_shard(items, shard),
-        command=command,
+        items=items,
+        command="",
         card={
             "title": "Labelled real and fake media for MesoFCN",
-            "intro": _intro(compressions, every),
+            "intro": _intro(options, every),
             "unit": "video",
         },
-        shard=shard,
     )
 
 
@@ -189,11 +164,11 @@ def work_key(name: str) -> str:
     return Path(name).as_posix()
 
 
-def _intro(compressions: tuple[str, ...], every: int) -> str:
+def _intro(options: BuildOptions, every: int) -> str:
     return (
-        "128x128 face crops of labelled real and fake videos and images. Every "
+        f"{options.size}x{options.size} face crops of labelled real and fake videos and images. Every "
         f"{every}th frame of a video (or the image) is decoded, its most confident face detected, and the run of "
-        f"frames compressed as one H.264 video with FF++'s settings ({', '.join(compressions)}) whatever its "
+        f"frames compressed as one H.264 video with FF++'s settings ({', '.join(options.compressions)}) whatever its "
         "label, then cut by mesofcn's `crop_face`. `method` is `real` or the fake's group (its tool); fakes have "
         "no mask (`mask_source` `none`). Check the licences of the source media before sharing this dataset."
     )
@@ -204,48 +179,25 @@ def build_media(
     out: str | os.PathLike[str],
     *,
     root: str | os.PathLike[str] | None = None,
-    compressions: tuple[str, ...] | list[str] = ("c23",),
     every: int = 5,
     max_frames: int | None = None,
     split: str = "train",
-    num_proc: int = 1,
-    shard: tuple[int, int] | None = None,
-    detector: FaceDetector | None = None,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
-    progress: bool = True,
-    command: str | None = None,
-    remove_work: bool = False,
+    options: BuildOptions | None = None,
+    **option_values: Any,
 ) -> BuildReport:
     """Build (or resume) the labelled-media face dataset in ``out``; see the module docstring.
 
     Args:
         labels: a ``path,label[,group]`` CSV (:func:`~mesofcn.data.media_lists.read_media_list`); ``root`` its base.
-        compressions: levels ("c23", "c40", "raw"/"c0"); each file is processed once per level.
         every: keep one video frame in every ``every``; ``max_frames``: at most this many per video.
         split: the split every row goes into.
-        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+        options, option_values: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`; each file is
+            processed once per level of ``compressions``.
     """
-    check_num_proc(num_proc)
-    for name, value in (("every", every), ("max_frames", 1 if max_frames is None else max_frames)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    plan = plan_media(
-        labels,
-        root,
-        compressions=tuple(compressions),
-        every=every,
-        max_frames=max_frames,
-        split=split,
-        shard=shard,
-        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
-        command=command or f"build_media({str(labels)!r}, {str(out)!r})",
-    )
-    processor = MediaProcessor(
-        detector=detector, min_score=min_score, crop_scale=crop_scale, size=size, every=every, max_frames=max_frames
-    )
-    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
+    options = BuildOptions.of(options, **option_values)
+    check_positive_int("every", every)
+    if max_frames is not None:
+        check_positive_int("max_frames", max_frames)
+    plan = plan_media(labels, options, root=root, every=every, max_frames=max_frames, split=split)
+    processor = MediaProcessor(**options.cropper_fields(), every=every, max_frames=max_frames)
+    return run_build(plan, out, processor, options, call=f"build_media({str(labels)!r}, {str(out)!r})")

@@ -30,62 +30,38 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from datasets import Features
 
-from ..detection.compression import compress_frames, compression_crf, normalize_compression
-from ..detection.face_detection import DetectedFace, FaceDetector, RetinaFaceDetector
-from ..detection.media import load_image
+from ..detection.compression import compress_frames, compression_crf
+from ..detection.face_detection import DetectedFace
 from ..detection.media_files import MediaError
 from .blending import SelfBlend, SelfBlendSettings, self_blend
-from .common import (
-    MIN_FACE_SCORE,
-    BuildReport,
-    FaceCropper,
-    ItemResult,
-    PrepareError,
-    PreparePlan,
-    WorkItem,
-    check_num_proc,
-    count_row,
-    empty_stats,
-    face_features,
-    file_fingerprint,
-    media_kind,
-    run_build,
-    runs_of,
-    sampled_frames,
-    select_shard,
-)
-from .gan_faces import DEFAULT_SPLIT, check_fractions, split_images
+from .common import run_build
+from .donors import Donor, DonorPool
+from .execution import BuildReport
+from .gan_faces import DEFAULT_SPLIT, check_fractions
+from .rows import FaceCropper, count_row, empty_stats, face_features
+from .sampling import runs_of, sampled_frames
+from .self_blend_sources import SelfBlendSource, exclude_sources, list_sources, split_sources
+from .settings import BuildOptions, check_positive_int, check_probability
+from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = [
     "DEFAULT_CLIP_FRAMES",
-    "DONOR_CANDIDATES",
-    "DONOR_SIDE",
-    "Donor",
-    "DonorPool",
     "FAKE_MASK_SOURCE",
     "METHOD_NAMES",
     "REAL_MASK_SOURCE",
     "SelfBlendProcessor",
-    "SelfBlendSource",
     "blend_seed",
     "build_self_blend",
-    "exclude_sources",
-    "face_window",
-    "landmark_shape",
-    "list_sources",
     "plan_self_blend",
     "self_blend_features",
-    "split_sources",
 ]
 
 #: ``method`` names: the real frames, their self-blends, and their blends with another person's face (donor).
@@ -95,94 +71,11 @@ REAL_MASK_SOURCE = "zeros"
 FAKE_MASK_SOURCE = "self-blend"
 #: Sampled frames of a video compressed as one H.264 clip (bounds memory: two runs of full frames are held).
 DEFAULT_CLIP_FRAMES = 64
-#: Donors drawn for a donor blend; the one whose landmark shape is nearest the target's is pasted.
-DONOR_CANDIDATES = 16
-#: Longest side of a stored donor face window (pixels): bounds the pool's memory.
-DONOR_SIDE = 320
 
 
 def self_blend_features() -> Features:
     """The builder's columns (the other builders' schema, ``method`` one of :data:`METHOD_NAMES`)."""
     return face_features(list(METHOD_NAMES))
-
-
-@dataclass(frozen=True)
-class SelfBlendSource:
-    """One real source: a video or an image, with its name (``video`` column) and split group."""
-
-    path: str
-    root: str
-    name: str
-    kind: str
-    group: str
-
-
-def list_sources(paths: Sequence[str | os.PathLike[str]]) -> list[SelfBlendSource]:
-    """Videos and images given directly or found (recursively) in the given folders, in a stable order.
-
-    A file found twice counts once. Raises PrepareError for a missing path, an unsupported file, a folder without
-    media, or two different files with the same name (their ``video`` column would be ambiguous).
-    """
-    if not paths:
-        raise PrepareError("give at least one real video, image or folder")
-    sources: dict[str, SelfBlendSource] = {}
-    for source in (source for path in paths for source in _sources_of(Path(path))):
-        first = sources.setdefault(source.name, source)
-        if Path(first.path).resolve() != Path(source.path).resolve():
-            raise PrepareError(f"two sources are both named {source.name!r} ({first.path}, {source.path}); rename one")
-    return list(sources.values())
-
-
-def exclude_sources(
-    sources: Sequence[SelfBlendSource], exclude: Sequence[str | os.PathLike[str]]
-) -> list[SelfBlendSource]:
-    """`sources` without the files in `exclude` (e.g. a validation set's, never to be trained on). Every excluded
-    path must exist: a list read against the wrong root would otherwise exclude nothing, silently."""
-    missing = [str(path) for path in exclude if not Path(path).exists()]
-    if missing:
-        raise PrepareError(f"{missing[0]}: listed to exclude but not found (check the list's root folder)")
-    excluded = {Path(path).resolve() for path in exclude}
-    return [source for source in sources if Path(source.path).resolve() not in excluded]
-
-
-def _sources_of(path: Path) -> list[SelfBlendSource]:
-    if not path.exists():
-        raise PrepareError(f"{path}: not found")
-    if path.is_file():
-        kind = media_kind(path)
-        if kind is None:
-            raise PrepareError(f"{path}: neither a video nor an image file")
-        return [SelfBlendSource(str(path), str(path.parent), path.name, kind, f"{kind}/{path.name}")]
-    sources = []
-    for file in sorted(path.rglob("*")):
-        kind = media_kind(file) if file.is_file() else None
-        if kind is not None:
-            name = file.relative_to(path).as_posix()
-            sources.append(SelfBlendSource(str(file), str(path), name, kind, _group(kind, name)))
-    if not sources:
-        raise PrepareError(f"{path}: holds no videos or images")
-    return sources
-
-
-def _group(kind: str, name: str) -> str:
-    """The split group: a video alone, an image with the other images of its subfolder (an identity folder)."""
-    parent = Path(name).parent.as_posix()
-    if kind == "video" or parent == ".":
-        return f"{kind}/{name}"
-    return f"image/{parent}/"
-
-
-def split_sources(
-    sources: Sequence[SelfBlendSource], fractions: Sequence[float], seed: int
-) -> dict[str, list[SelfBlendSource]]:
-    """Deterministic split by group (see :func:`_group`), videos and image groups each cut by ``fractions``."""
-    splits: dict[str, list[SelfBlendSource]] = {}
-    for kind in ("video", "image"):
-        groups = sorted({source.group for source in sources if source.kind == kind})
-        for split, chosen in split_images(groups, fractions, seed).items():
-            members = set(chosen)
-            splits.setdefault(split, []).extend(source for source in sources if source.group in members)
-    return splits
 
 
 def blend_seed(seed: int, name: str, frame: int) -> int:
@@ -197,69 +90,6 @@ class SourceTask:
 
     compression: str
     source: SelfBlendSource
-
-
-@dataclass(frozen=True)
-class Donor:
-    """Another person's face for donor blends: a window around it (RGB), its landmarks there, and its source."""
-
-    image: np.ndarray
-    landmarks: np.ndarray
-    source: str
-
-
-class DonorPool:
-    """The faces of donor images, detected once per process, and the choice of a donor for a target face: among
-    :data:`DONOR_CANDIDATES` random donors of other sources, the one whose landmark shape is nearest (as Face
-    X-ray picks a donor), so that the alignment barely distorts it."""
-
-    def __init__(self, donors: list[Donor]) -> None:
-        self.donors = donors
-        self.shapes = np.stack([landmark_shape(donor.landmarks) for donor in donors]) if donors else None
-
-    @classmethod
-    def load(cls, paths: Sequence[str], find_face: Callable[[np.ndarray], DetectedFace | None]) -> DonorPool:
-        """The most confident face of each donor image (unreadable images and images without a face are skipped)."""
-        donors = []
-        for path in paths:
-            try:
-                image = load_image(path)
-            except MediaError:
-                continue
-            face = find_face(image)
-            if face is not None:
-                donors.append(face_window(image, face, path))
-        return cls(donors)
-
-    def choose(self, landmarks: np.ndarray, source_path: str, rng: np.random.Generator) -> Donor | None:
-        """The nearest-shaped of a random draw of donors not from `source_path`, or None if there is none."""
-        if self.shapes is None:
-            return None
-        others = [index for index, donor in enumerate(self.donors) if donor.source != source_path]
-        if not others:
-            return None
-        drawn = rng.choice(others, size=min(DONOR_CANDIDATES, len(others)), replace=False)
-        distances = np.linalg.norm(self.shapes[drawn] - landmark_shape(landmarks), axis=(1, 2))
-        return self.donors[int(drawn[int(np.argmin(distances))])]
-
-
-def landmark_shape(landmarks: np.ndarray) -> np.ndarray:
-    """Five landmarks centred and scaled to unit size: comparable across faces of any size and position."""
-    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    centred = points - points.mean(axis=0)
-    return centred / max(float(np.linalg.norm(centred)), 1e-6)
-
-
-def face_window(image: np.ndarray, face: DetectedFace, source: str) -> Donor:
-    """A window of twice the face's size around it, at most :data:`DONOR_SIDE` pixels, with its landmarks."""
-    points = np.asarray(face.landmarks, dtype=np.float64).reshape(5, 2)
-    side = 2.0 * max(float(face.box[2]), float(face.box[3]))
-    left, top = points.mean(axis=0) - side / 2
-    scale = min(1.0, DONOR_SIDE / side)
-    matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
-    pixels = max(8, round(side * scale))
-    window = cv2.warpAffine(image, matrix, (pixels, pixels), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-    return Donor(window, (points - (left, top)) * scale, source)
 
 
 @dataclass
@@ -354,29 +184,23 @@ class SelfBlendProcessor(FaceCropper):
 
 def plan_self_blend(
     real: Sequence[str | os.PathLike[str]],
-    compressions: tuple[str, ...] = ("c23",),
+    options: BuildOptions,
+    *,
     every: int = 5,
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    shard: tuple[int, int] | None = None,
-    detector_name: str = RetinaFaceDetector.name,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
-    command: str = "",
     exclude: Sequence[str | os.PathLike[str]] = (),
     blend_options: dict[str, Any] | None = None,
 ) -> PreparePlan:
     """List the work: one item per compression level and source (`exclude`: files never used)."""
     fractions = check_fractions(split)
-    compressions = tuple(dict.fromkeys(normalize_compression(level) for level in compressions))
     found = list_sources(real)
     sources = exclude_sources(found, exclude)
     splits = split_sources(sources, fractions, seed)
     items = [
         _work_item(level, split_name, source)
-        for level in compressions
+        for level in options.compressions
         for split_name, sources in splits.items()
         for source in sources
     ]
@@ -384,10 +208,7 @@ def plan_self_blend(
         "every": every,
         "split": list(fractions),
         "seed": seed,
-        "detector": detector_name,
-        "min_score": min_score,
-        "crop_scale": crop_scale,
-        "size": size,
+        **options.crop_settings(),
         "clip_frames": clip_frames,
         "excluded_files": len(found) - len(sources),
         **(blend_options or {}),
@@ -396,18 +217,17 @@ def plan_self_blend(
         builder="self-blend",
         settings=settings,
         features=self_blend_features(),
-        items=select_shard(items, shard),
-        command=command,
+        items=items,
+        command="",
         card={
             "title": "Real faces and self-blended pseudo-fakes for MesoFCN",
-            "intro": _intro(compressions, every),
+            "intro": _intro(options, every),
             "unit": "video",
         },
         notes=[
             "Each source yields one real and one self-blend row per face; the count tables list each source once, "
             "under method real, with the rows of both classes."
         ],
-        shard=shard,
     )
 
 
@@ -421,12 +241,13 @@ def _work_item(level: str, split: str, source: SelfBlendSource) -> WorkItem:
     )
 
 
-def _intro(compressions: tuple[str, ...], every: int) -> str:
+def _intro(options: BuildOptions, every: int) -> str:
     return (
-        "128x128 face crops of real videos and images and of their self-blended pseudo-fakes (SBI-style: the "
-        f"face blended with a transformed copy of itself through a deformed, feathered mask). Every {every}th "
-        "frame of a video (or the image) is blended as a full frame; then the run of real frames and the run of "
-        f"blended frames are each compressed as an H.264 video with FF++'s settings ({', '.join(compressions)}), "
+        f"{options.size}x{options.size} face crops of real videos and images and of their self-blended pseudo-fakes "
+        f"(SBI-style: the face blended with a transformed copy of itself through a deformed, feathered mask). Every "
+        f"{every}th frame of a video (or the image) is blended as a full frame; then the run of real frames and the "
+        "run of blended frames are each compressed as an H.264 video with FF++'s settings "
+        f"({', '.join(options.compressions)}), "
         "and both are cut with the same face box (detected once, on the uncompressed real frame) by mesofcn's "
         "`crop_face`: a real and its pseudo-fake differ only by the blend. `mask_source` is `zeros` for a real "
         "(all-zero mask) and `self-blend` for a pseudo-fake (the exact blend mask). Splits are by source (a video, "
@@ -439,31 +260,22 @@ def build_self_blend(
     real: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
-    compressions: tuple[str, ...] | list[str] = ("c23",),
     every: int = 5,
     split: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    num_proc: int = 1,
-    shard: tuple[int, int] | None = None,
-    detector: FaceDetector | None = None,
-    min_score: float = MIN_FACE_SCORE,
-    crop_scale: float = 1.1,
-    size: int = 128,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     max_frames: int | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
     donors: Sequence[str | os.PathLike[str]] = (),
     donor_probability: float = 0.0,
     downsample_probability: float = 0.0,
-    progress: bool = True,
-    command: str | None = None,
-    remove_work: bool = False,
+    options: BuildOptions | None = None,
+    **option_values: Any,
 ) -> BuildReport:
     """Build (or resume) the real / self-blend face dataset in ``out``; see the module docstring.
 
     Args:
         real: real videos, images, or folders searched recursively for both.
-        compressions: levels ("c23", "c40", "raw"/"c0"); each source is processed once per level.
         every: keep one video frame in every ``every``.
         split: train / validation / test fractions (of videos, and of image groups).
         seed: seed of the split and of the blends.
@@ -473,19 +285,16 @@ def build_self_blend(
         donors: images (or folders of them) whose faces are pasted in donor blends (Face X-ray style).
         donor_probability: share of the pseudo-fakes that paste a donor's face instead of the face itself.
         downsample_probability: share of the pseudo-fakes whose pasted face is a lower-resolution copy.
-        num_proc, shard, detector, remove_work: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`.
+        options, option_values: as for :func:`~mesofcn.data.faceforensics.build_faceforensics`; each source is
+            processed once per level of ``compressions``.
     """
-    check_num_proc(num_proc)
-    for name, value in (
-        ("every", every),
-        ("clip_frames", clip_frames),
-        ("max_frames", 1 if max_frames is None else max_frames),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    for name, value in (("donor_probability", donor_probability), ("downsample_probability", downsample_probability)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    options = BuildOptions.of(options, **option_values)
+    check_positive_int("every", every)
+    check_positive_int("clip_frames", clip_frames)
+    if max_frames is not None:
+        check_positive_int("max_frames", max_frames)
+    check_probability("donor_probability", donor_probability)
+    check_probability("downsample_probability", downsample_probability)
     donor_files = tuple(
         source.path
         for source in (exclude_sources(list_sources(donors), exclude) if donors else [])
@@ -501,25 +310,16 @@ def build_self_blend(
     }
     plan = plan_self_blend(
         list(real),
-        compressions=tuple(compressions),
+        options,
         every=every,
         split=split,
         seed=seed,
-        shard=shard,
-        detector_name=detector.name if detector is not None else RetinaFaceDetector.name,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
         clip_frames=clip_frames,
-        command=command or f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})",
         exclude=exclude,
         blend_options=blend_options,
     )
     processor = SelfBlendProcessor(
-        detector=detector,
-        min_score=min_score,
-        crop_scale=crop_scale,
-        size=size,
+        **options.cropper_fields(),
         every=every,
         seed=seed,
         clip_frames=clip_frames,
@@ -528,4 +328,5 @@ def build_self_blend(
         donor_probability=donor_probability,
         settings=SelfBlendSettings(downsample_probability=downsample_probability),
     )
-    return run_build(plan, out, processor, num_proc=num_proc, progress=progress, remove_work=remove_work)
+    call = f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})"
+    return run_build(plan, out, processor, options, call=call)

@@ -12,23 +12,31 @@ FF++'s ffmpeg picked it from the machine (15, 22, 34 ... threads), which changes
 it defaults to one thread, so the output is identical on every machine.
 
 "raw" (alias "c0") is CRF 0 through ``libx264rgb``: lossless, decoding gives back the exact input pixels.
+
+:class:`H264Writer` is mesofcn's one H.264 writer: FF++'s videos here and the overlay videos of
+:mod:`mesofcn.reporting.overlay` (with their own CRF, preset and container) all go through it.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import io
+import math
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
-    import av.container
+    import av
+    import av.video.stream
 
 # PyAV is imported by the functions that encode, not with this module: the CLI builds its parser from the
 # compression levels below without loading FFmpeg's libraries.
@@ -36,13 +44,16 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPRESSION_CRF",
     "COMPRESSION_LEVELS",
+    "CloseOrAbort",
     "H264Settings",
+    "H264Writer",
     "compress_frames",
     "compression_crf",
     "encode_video",
     "h264_settings",
     "normalize_compression",
     "read_x264_options",
+    "video_rate",
 ]
 
 #: FF++'s compression levels (its folder names) and their CRF values; "raw" is FF++'s c0 (lossless).
@@ -79,7 +90,7 @@ def compression_crf(level: str | int) -> int:
     if isinstance(level, str):
         return COMPRESSION_CRF[normalize_compression(level)]
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 51:
-        raise ValueError(f"a CRF must be an integer in 0..51 or a level name, got {level!r}")
+        raise ValueError(f"crf must be an integer in 0..51 or a level name, got {level!r}")
     return int(level)
 
 
@@ -88,6 +99,106 @@ def h264_settings(crf: str | int, threads: int = 1) -> H264Settings:
     value = compression_crf(crf)
     codec, pix_fmt = ("libx264rgb", "rgb24") if value == 0 else ("libx264", "yuv444p")
     return H264Settings(crf=value, codec=codec, pix_fmt=pix_fmt, options={"crf": str(value), "threads": str(threads)})
+
+
+class CloseOrAbort(abc.ABC):
+    """A writer used as a context manager: :meth:`close` when the block ends normally, :meth:`abort` when it raises
+    (so a half-written output is thrown away, never finished)."""
+
+    def __enter__(self: _Writer) -> _Writer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    @abc.abstractmethod
+    def close(self) -> object:
+        """Finish the output."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Throw the output away."""
+
+
+_Writer = TypeVar("_Writer", bound=CloseOrAbort)
+
+
+class H264Writer(CloseOrAbort):
+    """The one place mesofcn writes H.264: opens the output container, adds one stream at an exact frame rate
+    (time base 1 / rate, frame i at pts i), encodes RGB uint8 frames and flushes the encoder on :meth:`close`.
+
+    FF++'s videos (:func:`encode_video`, :func:`compress_frames`) and the overlay videos of
+    :mod:`mesofcn.reporting.overlay` differ only in the :class:`H264Settings`, the container format and its options
+    passed in. The first frame fixes the stream's size; every later one must have it.
+
+    Use as a context manager: a normal exit closes the file, an exception aborts it (the container is closed without
+    flushing; a partial file may remain at ``target``: callers that need atomic files write to a temporary name).
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        settings: H264Settings,
+        fps: float | Fraction,
+        *,
+        container_format: str = "mp4",
+        container_options: dict[str, str] | None = None,
+    ) -> None:
+        import av  # lazy: see the note at the module's imports
+
+        self.settings = settings
+        self.rate = video_rate(fps)
+        self.frames_written = 0
+        self._shape: tuple[int, ...] | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        where = target if isinstance(target, io.IOBase) else str(target)
+        self._container = av.open(where, mode="w", format=container_format, options=container_options or {})
+
+    def write(self, image: np.ndarray) -> None:
+        """Encode one (H, W, 3) RGB uint8 frame of the first frame's size (ValueError otherwise)."""
+        import av  # lazy: see the note at the module's imports
+
+        image = _check_frame(image, self._shape)
+        if self._stream is None:
+            self._start(image.shape)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self.frames_written
+        frame.time_base = 1 / self.rate
+        self._mux(self._stream.encode(frame))  # type: ignore[union-attr]
+        self.frames_written += 1
+
+    def close(self) -> int:
+        """Flush the encoder and finish the container; returns the frame count. ValueError when none was written."""
+        if self._stream is None:
+            self.abort()
+            raise ValueError("no frames to encode")
+        self._mux(self._stream.encode(None))
+        self._container.close()
+        return self.frames_written
+
+    def abort(self) -> None:
+        """Close the container without flushing, ignoring errors (what was written is being thrown away)."""
+        with contextlib.suppress(Exception):
+            self._container.close()
+
+    def _start(self, shape: tuple[int, ...]) -> None:
+        """Add the H.264 stream for frames of ``shape`` (H, W, 3)."""
+        self._shape = shape
+        settings = self.settings
+        stream = self._container.add_stream(settings.codec, rate=self.rate, options=dict(settings.options))
+        stream.height, stream.width = shape[:2]
+        stream.pix_fmt = settings.pix_fmt
+        stream.codec_context.time_base = 1 / self.rate
+        self._stream = stream
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self._container.mux(packet)
 
 
 def encode_video(
@@ -101,10 +212,7 @@ def encode_video(
 
     Frames are consumed one at a time (a long video never sits in memory). All must have the first frame's size.
     """
-    import av  # lazy: see the note at the module's imports
-
-    with av.open(str(path), mode="w", format="mp4") as container:
-        return _encode(container, frames, h264_settings(crf, threads), fps)
+    return _write_all(H264Writer(path, h264_settings(crf, threads), fps), frames)
 
 
 def compress_frames(
@@ -118,8 +226,7 @@ def compress_frames(
     import av  # lazy: see the note at the module's imports
 
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as container:
-        count = _encode(container, frames, h264_settings(crf, threads), fps)
+    count = _write_all(H264Writer(buffer, h264_settings(crf, threads), fps), frames)
     buffer.seek(0)
     with av.open(buffer, mode="r") as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
@@ -128,29 +235,12 @@ def compress_frames(
     return decoded
 
 
-def _encode(container: av.container.OutputContainer, frames: Iterable[np.ndarray], settings: H264Settings, fps) -> int:
-    """Encode ``frames`` into an open output container; returns how many were written."""
-    import av  # lazy: see the note at the module's imports
-
-    stream = None
-    shape = None
-    count = 0
-    for image in frames:
-        image = _check_frame(image, shape)
-        if stream is None:
-            shape = image.shape
-            stream = container.add_stream(settings.codec, rate=_rate(fps))
-            stream.height, stream.width = shape[:2]
-            stream.pix_fmt = settings.pix_fmt
-            stream.options = dict(settings.options)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-            container.mux(packet)
-        count += 1
-    if stream is None:
-        raise ValueError("no frames to encode")
-    for packet in stream.encode():
-        container.mux(packet)
-    return count
+def _write_all(writer: H264Writer, frames: Iterable[np.ndarray]) -> int:
+    """Write every frame with ``writer`` and close it; returns how many were written."""
+    with writer:
+        for image in frames:
+            writer.write(image)
+    return writer.frames_written
 
 
 def _check_frame(image: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -163,11 +253,18 @@ def _check_frame(image: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray
     return np.ascontiguousarray(array)
 
 
-def _rate(fps: float | Fraction) -> Fraction:
-    """Frame rate as a Fraction (29.97 -> 30000/1001); must be positive."""
-    rate = Fraction(fps).limit_denominator(1001)
+def video_rate(fps: float | Fraction) -> Fraction:
+    """A frame rate as an exact fraction: 29.97 -> 2997/100, 30000/1001 (float) -> 30000/1001, 25 -> 25.
+
+    A Fraction is kept as it is; a float is read with denominators up to 1001 (the NTSC rates).
+    """
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction, np.integer, np.floating)):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
     if rate <= 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
+        raise ValueError(f"fps {fps!r} is too small to represent")
     return rate
 
 

@@ -8,29 +8,22 @@ never sees a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from ..atomic_files import atomic_output, commit_temporary, reserve_temporary
+from ..detection.compression import CloseOrAbort, H264Settings, H264Writer, compression_crf, video_rate
 from ..detection.image_processing_mesofcn import to_rgb_uint8
 
-if TYPE_CHECKING:
-    import av
-    import av.container
-    import av.video.stream
-
-# PyAV is imported by the methods that write a video, not with this module: an image's overlay (a PNG) and
+# PyAV is loaded by H264Writer when a video is written, not with this module: an image's overlay (a PNG) and
 # `mesofcn detect` on images never load FFmpeg's libraries.
 
 __all__ = [
@@ -41,7 +34,6 @@ __all__ = [
     "draw_detections",
     "label_text",
     "pad_to_even",
-    "video_rate",
     "write_png",
 ]
 
@@ -238,18 +230,6 @@ def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
     return target
 
 
-def video_rate(fps: float | Fraction) -> Fraction:
-    """A frame rate as an exact fraction: 29.97 -> 2997/100, 30000/1001 (float) -> 30000/1001, 25 -> 25."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction, np.integer, np.floating)):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
-    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
-    if rate <= 0:
-        raise ValueError(f"fps {fps!r} is too small to represent")
-    return rate
-
-
 def pad_to_even(image: np.ndarray) -> np.ndarray:
     """Repeat the last row and/or column once when the height/width is odd (yuv420p needs even sizes)."""
     height, width = image.shape[:2]
@@ -258,7 +238,7 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
-class VideoOverlayWriter:
+class VideoOverlayWriter(CloseOrAbort):
     """Encode RGB frames to an H.264 (libx264, yuv420p) video, written atomically.
 
     Use as a context manager::
@@ -270,7 +250,8 @@ class VideoOverlayWriter:
     Frames go to a hidden ``.out.mp4.partial-<pid>-<random>.mp4`` beside the target, which is renamed to the
     target when the block ends normally. If the block raises, or no frame was written, the temporary file is
     deleted and nothing appears at ``path`` (an existing file there is left untouched); with no frames and no
-    exception in flight, leaving the block raises ValueError.
+    exception in flight, leaving the block raises ValueError. The encoding itself is
+    :class:`~mesofcn.detection.compression.H264Writer`'s, with this class's output settings.
 
     The first frame fixes the size. yuv420p needs even dimensions, so an odd height or width is padded by one
     row/column repeating the edge pixels: a 33x17 input gives a 34x18 video. ``fps`` may be fractional; it
@@ -291,34 +272,29 @@ class VideoOverlayWriter:
         suffix = self.path.suffix.lower()
         if suffix not in _MUXERS:
             raise ValueError(f"{path}: video file name must end in one of {', '.join(sorted(_MUXERS))}")
-        if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
-            raise ValueError(f"crf must be an integer from 0 to 51, got {crf!r}")
+        self.crf = compression_crf(crf)
         self.rate = video_rate(fps)
-        self.crf = int(crf)
         self.preset = preset
-        self.frames_written = 0
         self._format = _MUXERS[suffix]
         self._input_size: tuple[int, int] | None = None
         self._temporary: Path | None = None
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.video.stream.VideoStream | None = None
+        self._writer: H264Writer | None = None
         self._closed = False
-
-    def __enter__(self) -> VideoOverlayWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
 
     @property
     def frame_size(self) -> tuple[int, int] | None:
         """(height, width) of the input frames, fixed by the first one; None before it."""
         return self._input_size
+
+    @property
+    def frames_written(self) -> int:
+        """Frames encoded so far."""
+        return 0 if self._writer is None else self._writer.frames_written
+
+    @property
+    def settings(self) -> H264Settings:
+        """The encoder settings of the overlay videos: libx264, yuv420p, this writer's CRF and preset."""
+        return H264Settings(self.crf, "libx264", "yuv420p", {"crf": str(self.crf), "preset": self.preset})
 
     def write(self, frame_rgb: np.ndarray) -> None:
         """Encode one (H, W, 3) uint8 RGB frame (grey, RGBA, float or PIL images are converted) of the first size.
@@ -326,8 +302,6 @@ class VideoOverlayWriter:
         Raises:
             ValueError: the writer is closed, or the frame's size differs from the first frame's.
         """
-        import av  # lazy: see the note at the module's imports
-
         if self._closed:
             raise ValueError(f"{self.path}: the video writer is closed")
         image = _rgb_frame(frame_rgb)
@@ -338,11 +312,7 @@ class VideoOverlayWriter:
                 f"{self.path}: frame of size {image.shape[1]}x{image.shape[0]} (WxH) differs from the first "
                 f"frame's {self._input_size[1]}x{self._input_size[0]}"
             )
-        frame = av.VideoFrame.from_ndarray(pad_to_even(image), format="rgb24")
-        frame.pts = self.frames_written
-        frame.time_base = 1 / self.rate
-        self._mux(self._stream.encode(frame))  # type: ignore[union-attr]
-        self.frames_written += 1
+        self._writer.write(pad_to_even(image))  # type: ignore[union-attr]
 
     def close(self) -> Path:
         """Flush the encoder, finish the file and rename it to ``path``; a second call does nothing.
@@ -353,16 +323,14 @@ class VideoOverlayWriter:
         if self._closed:
             return self.path
         self._closed = True
-        if self._container is None or self._temporary is None:
+        if self._writer is None or self._temporary is None:
             raise ValueError(f"{self.path}: no frames were written, so no video was created")
         try:
-            self._mux(self._stream.encode(None))  # type: ignore[union-attr]
-            self._container.close()
+            self._writer.close()
             commit_temporary(self._temporary, self.path)
         except BaseException:
             self._discard()
             raise
-        self._container = None
         return self.path
 
     def abort(self) -> None:
@@ -371,36 +339,22 @@ class VideoOverlayWriter:
         self._discard()
 
     def _start(self, size: tuple[int, int]) -> None:
-        """Open the temporary container and the H.264 stream for frames of ``size`` (height, width)."""
-        import av  # lazy: see the note at the module's imports
-
-        height, width = size
+        """Open the H.264 writer on a temporary file beside ``path``, for frames of ``size`` (height, width)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = reserve_temporary(self.path, self.path.suffix)
+        options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
         try:
-            options = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
-            self._container = av.open(str(self._temporary), mode="w", format=self._format, options=options)
-            stream = self._container.add_stream(
-                "libx264", rate=self.rate, options={"crf": str(self.crf), "preset": self.preset}
+            self._writer = H264Writer(
+                self._temporary, self.settings, self.rate, container_format=self._format, container_options=options
             )
-            stream.width, stream.height = width + width % 2, height + height % 2
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = 1 / self.rate
         except BaseException:
             self._discard()
             raise
-        self._stream = stream
-        self._input_size = (height, width)
-
-    def _mux(self, packets: list[av.Packet]) -> None:
-        for packet in packets:
-            self._container.mux(packet)  # type: ignore[union-attr]
+        self._input_size = size
 
     def _discard(self) -> None:
-        """Close the container ignoring errors (the file is going anyway) and delete the temporary file."""
-        container, self._container = self._container, None
-        if container is not None:
-            with contextlib.suppress(Exception):  # a broken half-written file is deleted next
-                container.close()
+        """Abort the writer (the file is going anyway) and delete the temporary file."""
+        if self._writer is not None:
+            self._writer.abort()
         if self._temporary is not None:
             self._temporary.unlink(missing_ok=True)

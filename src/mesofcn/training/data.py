@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 from transformers.image_utils import PILImageResampling
 
-from ..data.common import BUILD_SETTINGS_FILE
+from ..data.assembly import BUILD_SETTINGS_FILE
 from ..detection.compression import compression_crf
 from ..detection.configuration_mesofcn import MesoFCNConfig
 from ..detection.image_processing_mesofcn import MesoFCNImageProcessor, binarize_mask, resize_square, to_rgb_uint8

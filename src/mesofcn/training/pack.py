@@ -33,7 +33,8 @@ from PIL import Image
 
 from .. import __version__
 from ..atomic_files import atomic_output
-from ..data.common import BUILD_SETTINGS_FILE, PrepareError, output_lock, publish_staged
+from ..data.assembly import BUILD_SETTINGS_FILE, publish_staged
+from ..data.work import PrepareError, output_lock
 from .augmentation import encode_jpeg
 from .data import (
     DatasetError,
