@@ -148,7 +148,7 @@ def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -
 def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
     """Faces/s of the Trainer's training data loader alone (read, decode, augment, collate, move to the device,
     normalize), without the network: how fast the data path could feed it."""
-    from mesofcn.training.data import normalize_pixels
+    from mesofcn.training.batches import normalize_pixels
     from mesofcn.training.trainer import Trainer
 
     trainer = Trainer(build_train_parser().parse_args(train_argv(datasets, output, args)))

@@ -42,7 +42,8 @@ from pathlib import Path
 from mesofcn.atomic_files import atomic_directory
 from mesofcn.cli import main as mesofcn
 from mesofcn.detection.defaults import DEFAULT_MODEL_NAME, packaged_model_path
-from mesofcn.training.trainer import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
+from mesofcn.training.checkpoints import list_checkpoints
+from mesofcn.training.run_outputs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -35,7 +35,8 @@ from train_default import HELD_OUT_MEDIA, REPO_ROOT, VALIDATION_MEDIA, run, ship
 
 from mesofcn.data.gan_faces import GAN_IMAGE_EXTENSIONS
 from mesofcn.detection.defaults import GENERATED_MODEL_NAME, packaged_model_path
-from mesofcn.training.trainer import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
+from mesofcn.training.checkpoints import list_checkpoints
+from mesofcn.training.run_outputs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
 TRAIN_RECIPE = [
