@@ -292,7 +292,8 @@ def write_outputs(
     write_png(out / PR_CURVE_FILE, precision_recall_figure(recall, precision, title))
     rows = pick_grid_rows(predictions.labels, predictions.segmentation_counts, num_examples)
     examples = grid_examples(model, dataset, transformed, rows, accelerator)
-    write_png(out / MASK_GRID_FILE, mask_grid_figure(**examples))
+    config = accelerator.unwrap_model(model).config
+    write_png(out / MASK_GRID_FILE, mask_grid_figure(**examples, config=config))
 
 
 def summary_lines(results: dict) -> list[str]:
