@@ -30,8 +30,9 @@ TABLE_I_CONFIG = MesoFCNConfig()
 
 #: The paper's crop (Sec. IV-A): side = CROP_SCALE x max(box side), centred on the landmarks, resized to CROP_SIZE px.
 #: Every other module reads these (or a checkpoint's processor / a dataset's build settings), never the numbers.
+#: The crop's side is the side the network of Table I takes (its config's `image_size`).
 DEFAULT_CROP_SCALE = 1.1
-DEFAULT_CROP_SIZE = 128
+DEFAULT_CROP_SIZE = TABLE_I_CONFIG.image_size
 
 
 @dataclass(frozen=True)

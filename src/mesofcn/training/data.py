@@ -20,6 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Value, conca
 
 from ..data.common import BUILD_SETTINGS_FILE
 from ..detection.compression import compression_crf
+from ..detection.image_processing_mesofcn import DEFAULT_CROP_SCALE, DEFAULT_CROP_SIZE
 from .packed_data import (
     PACKED_COLUMNS,
     PACKED_ROW_COLUMN,
@@ -103,16 +104,26 @@ def build_settings_of(dataset_dir: str | Path) -> dict:
         raise DatasetError(f"{settings_file}: unreadable build settings ({error})") from error
 
 
-def crop_scale_of_datasets(dataset_dirs: Sequence[str | Path], default: float = 1.1) -> float:
-    """The `crop_scale` the datasets' faces were cut with (from each build's settings file; `default` for a folder
-    without one); a DatasetError when they differ, since one checkpoint crops faces one way."""
-    scales = {str(folder): float(build_settings_of(folder).get("crop_scale", default)) for folder in dataset_dirs}
-    if len(set(scales.values())) > 1:
-        listed = ", ".join(f"{folder}: {scale:g}" for folder, scale in scales.items())
-        raise DatasetError(
-            f"the datasets were cropped with different crop_scale values ({listed}); rebuild them alike"
-        )
-    return next(iter(scales.values()), default)
+def shared_build_setting(dataset_dirs: Sequence[str | Path], key: str, default: float) -> float:
+    """The numeric build setting `key` all the datasets share (`default` for a folder whose settings lack it); a
+    DatasetError naming each folder's value when they differ, since one checkpoint or pack treats crops one way."""
+    values = {str(folder): build_settings_of(folder).get(key, default) for folder in dataset_dirs}
+    if len(set(values.values())) > 1:
+        listed = ", ".join(f"{folder}: {value:g}" for folder, value in values.items())
+        raise DatasetError(f"the datasets were built with different {key} values ({listed}); rebuild them alike")
+    return next(iter(values.values()), default)
+
+
+def crop_scale_of_datasets(dataset_dirs: Sequence[str | Path], default: float = DEFAULT_CROP_SCALE) -> float:
+    """The `crop_scale` the datasets' faces were cut with (the processor's default for a folder built without
+    settings); a DatasetError when they differ."""
+    return float(shared_build_setting(dataset_dirs, "crop_scale", default))
+
+
+def crop_size_of_datasets(dataset_dirs: Sequence[str | Path], default: int = DEFAULT_CROP_SIZE) -> int:
+    """The side of the datasets' face crops (the processor's default for a folder built without settings); a
+    DatasetError when they differ."""
+    return int(shared_build_setting(dataset_dirs, "size", default))
 
 
 def crop_crf_of_datasets(dataset_dirs: Sequence[str | Path], compression: str) -> int | None:
@@ -296,12 +307,14 @@ __all__ = [
     "column_as_strings",
     "crop_crf_of_datasets",
     "crop_scale_of_datasets",
+    "crop_size_of_datasets",
     "effective_labels",
     "get_split",
     "load_dataset_dict",
     "load_splits_of_datasets",
     "row_image",
     "select_task_rows",
+    "shared_build_setting",
     "spread_subset",
     "task_row_indices",
 ]
