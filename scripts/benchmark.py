@@ -57,17 +57,18 @@ def gemm_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 
 def faces_per_second(
-    model: torch.nn.Module, batch: int, dtype: torch.dtype, repeats: int, min_seconds: float
+    model: torch.nn.Module, batch: int, dtype: torch.dtype, repeats: int, min_seconds: float, side: int
 ) -> float:
-    """Median-free best throughput over `repeats` timed runs of at least `min_seconds` each (after warm-up)."""
-    pixels = torch.randn(batch, 3, 128, 128, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    """Median-free best throughput over `repeats` timed runs of at least `min_seconds` each (after warm-up), on
+    `side` x `side` crops."""
+    pixels = torch.randn(batch, 3, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return best_throughput(lambda: model(pixels), batch, repeats, min_seconds)
 
 
-def onnx_faces_per_second(session, batch: int, repeats: int, min_seconds: float) -> float:
+def onnx_faces_per_second(session, batch: int, repeats: int, min_seconds: float, side: int) -> float:
     """The same measure for an onnxruntime session fed float32 numpy input (what MesoFCNOnnxModel feeds it)."""
-    pixels = {"pixel_values": np.random.default_rng(0).standard_normal((batch, 3, 128, 128), dtype=np.float32)}
+    pixels = {"pixel_values": np.random.default_rng(0).standard_normal((batch, 3, side, side), dtype=np.float32)}
     return best_throughput(lambda: session.run(None, pixels), batch, repeats, min_seconds)
 
 
@@ -89,7 +90,8 @@ def best_throughput(step, batch: int, repeats: int, min_seconds: float) -> float
 def bf16_probability_gap(model: MesoFCNForDeepfakeDetection, faces: int = 64) -> float:
     """Largest |P(fake, bf16) - P(fake, fp32)| over random faces (as prepared for inference)."""
     torch.manual_seed(0)
-    pixels = torch.rand(faces, 3, 128, 128) * 2 - 1
+    side = model.config.image_size
+    pixels = torch.rand(faces, 3, side, side) * 2 - 1
     fp32 = prepare_for_inference(model, "fp32")
     bf16 = prepare_for_inference(model, "bf16")
     with torch.inference_mode():
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     from mesofcn.training.onnx_export import DEFAULT_CALIBRATION_CROPS
 
     model, processor = load_model(args.model)
-    gflop = network_gflop(model.config, 128)
+    side = processor.size.height  # the crop the checkpoint's processor makes
+    gflop = network_gflop(model.config, side)
     dtypes = [torch.float32, torch.bfloat16]
     report = {
         "machine": {
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
     }
     print(
-        f"MesoFCN network: {gflop:.2f} GFLOP per 128x128 face; torch {torch.__version__}, "
+        f"MesoFCN network: {gflop:.2f} GFLOP per {side}x{side} face; torch {torch.__version__}, "
         f"{threads} threads, bf16 native: {bf16_supported()}"
     )
     if not bf16_supported():
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"note: no shared data at {data}: int8 is calibrated on random inputs (its speed holds, not its accuracy)"
         )
-        calibration = np.random.default_rng(0).uniform(-1, 1, (32, 3, 128, 128)).astype(np.float32)
+        calibration = np.random.default_rng(0).uniform(-1, 1, (32, 3, side, side)).astype(np.float32)
     sessions = onnx_sessions(model, calibration, threads)
     report["int8_calibration_crops"] = len(calibration)
 
@@ -221,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         for variant, net in variants.items():
             for batch in args.batch_sizes:
-                record(variant, label, batch, faces_per_second(net, batch, dtype, args.repeats, args.min_seconds))
+                speed = faces_per_second(net, batch, dtype, args.repeats, args.min_seconds, side)
+                record(variant, label, batch, speed)
     for name, session in sessions.items():
         for batch in args.batch_sizes:
-            record("onnxruntime", name, batch, onnx_faces_per_second(session, batch, args.repeats, args.min_seconds))
+            speed = onnx_faces_per_second(session, batch, args.repeats, args.min_seconds, side)
+            record("onnxruntime", name, batch, speed)
 
     speeds = {(row["variant"], row["dtype"], row["batch"]): row["faces_per_second"] for row in report["results"]}
     report["int8_speed_ratios"] = []

@@ -86,9 +86,11 @@ def pure_step_rate(batch_size: int, steps: int, warmup: int, mixed_precision: st
     )
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
-    pixels = torch.randn(batch_size, 3, 128, 128, device=target)
+    side = model.config.image_size
+    grid = model.config.feature_map_size(side)
+    pixels = torch.randn(batch_size, 3, side, side, device=target)
     labels = torch.randint(0, 2, (batch_size,), device=target)
-    masks = torch.randint(0, 2, (batch_size, 49, 49), device=target)
+    masks = torch.randint(0, 2, (batch_size, grid, grid), device=target)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     scaler = torch.amp.GradScaler(target.type) if mixed_precision == "fp16" else None
 
@@ -148,7 +150,7 @@ def trainer_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -
 def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) -> float:
     """Faces/s of the Trainer's training data loader alone (read, decode, augment, collate, move to the device,
     normalize), without the network: how fast the data path could feed it."""
-    from mesofcn.training.data import normalize_pixels
+    from mesofcn.training.batches import normalize_pixels
     from mesofcn.training.trainer import Trainer
 
     trainer = Trainer(build_train_parser().parse_args(train_argv(datasets, output, args)))

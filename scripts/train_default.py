@@ -35,14 +35,13 @@ Steps (each resumes where a stopped run left off; rerun the same command):
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
-from mesofcn.atomic_files import atomic_directory
 from mesofcn.cli import main as mesofcn
 from mesofcn.detection.defaults import DEFAULT_MODEL_NAME, packaged_model_path
-from mesofcn.training.trainer import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
+from mesofcn.training.bundled_models import install_bundled_model
+from mesofcn.training.checkpoints import list_checkpoints
+from mesofcn.training.run_outputs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +81,8 @@ TRAIN_MEDIA = REPO_ROOT / "benchmarks" / "train_media.csv"
 VALIDATION_MEDIA = REPO_ROOT / "benchmarks" / "validation.csv"
 #: Chosen items whose person also appears in training files: neither trained nor validated on.
 HELD_OUT_MEDIA = REPO_ROOT / "benchmarks" / "held_out.csv"
-#: Files of the chosen checkpoint that ship (no code files: the installed package is the code).
-SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json")
+#: The model cards of the bundled checkpoints (model_cards/<name>.md), shipped beside their weights.
+MODEL_CARDS = REPO_ROOT / "model_cards"
 
 
 def run(argv: list[str]) -> None:
@@ -125,27 +124,6 @@ def train(datasets: list[Path], output: Path) -> None:
     run(argv)
 
 
-def ship(output: Path, target: Path, checkpoint: str = BEST_DIR, name: str = DEFAULT_MODEL_NAME) -> Path:
-    """Copy the run's chosen checkpoint and the card `model_cards/<name>.md` to `target` (written beside it, then
-    renamed into place)."""
-    best = output / checkpoint
-    card = REPO_ROOT / "model_cards" / f"{name}.md"
-    with atomic_directory(target) as partial:
-        partial.mkdir(parents=True)
-        for name in SHIPPED_FILES:
-            shutil.copy2(best / name, partial / name)
-        for name in ("config.json", "preprocessor_config.json"):  # the code is the installed package, not files here
-            settings = json.loads((partial / name).read_text())
-            settings.pop("auto_map", None)
-            (partial / name).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-        arguments = json.loads((best / "training_args.json").read_text())
-        arguments["dataset_dir"] = [Path(folder).name for folder in arguments["dataset_dir"]]
-        arguments["output_dir"] = Path(arguments["output_dir"]).name
-        (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
-        shutil.copy2(card, partial / "README.md")
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared-data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
@@ -159,7 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     output = args.work / "train"
     if args.ship:
-        print(f"installed {ship(output, args.ship_to, FINAL_DIR if args.ship_final else BEST_DIR)}")
+        checkpoint = output / (FINAL_DIR if args.ship_final else BEST_DIR)
+        card = MODEL_CARDS / f"{DEFAULT_MODEL_NAME}.md"
+        print(f"installed {install_bundled_model(checkpoint, card, args.ship_to)}")
         return
     if not (args.shared_data / "ffpp_mini").is_dir():
         raise SystemExit(f"{args.shared_data} has no ffpp_mini/: pass --shared-data with the shared data folder")

@@ -31,11 +31,13 @@ import csv
 import os
 from pathlib import Path
 
-from train_default import HELD_OUT_MEDIA, REPO_ROOT, VALIDATION_MEDIA, run, ship
+from train_default import HELD_OUT_MEDIA, MODEL_CARDS, REPO_ROOT, VALIDATION_MEDIA, run
 
 from mesofcn.data.gan_faces import GAN_IMAGE_EXTENSIONS
 from mesofcn.detection.defaults import GENERATED_MODEL_NAME, packaged_model_path
-from mesofcn.training.trainer import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR, list_checkpoints
+from mesofcn.training.bundled_models import install_bundled_model
+from mesofcn.training.checkpoints import list_checkpoints
+from mesofcn.training.run_outputs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
 TRAIN_RECIPE = [
@@ -125,8 +127,9 @@ def main() -> None:
     args = parser.parse_args()
     output = args.work / "train"
     if args.ship:
-        checkpoint = BEST_DIR if args.ship_best else FINAL_DIR
-        print(f"installed {ship(output, args.ship_to, checkpoint, GENERATED_MODEL_NAME)}")
+        checkpoint = output / (BEST_DIR if args.ship_best else FINAL_DIR)
+        card = MODEL_CARDS / f"{GENERATED_MODEL_NAME}.md"
+        print(f"installed {install_bundled_model(checkpoint, card, args.ship_to)}")
         return
     if not (args.shared_data / "gan").is_dir():
         raise SystemExit(f"{args.shared_data} has no gan/: pass --shared-data with the shared data folder")

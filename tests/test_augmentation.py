@@ -15,10 +15,10 @@ from mesofcn.cli.training import build_train_parser
 from mesofcn.data.blending import resample_through
 from mesofcn.detection.image_processing_mesofcn import crop_face
 from mesofcn.training.augmentation import FaceAugmentation, blend_crop, jpeg_round_trip, landmarks_in_crop
+from mesofcn.training.batches import FaceBatchTransform
 from mesofcn.training.data import (
     ONLINE_BLEND_COLUMN,
     DatasetError,
-    FaceBatchTransform,
     add_online_blend_rows,
     balance_classes,
     class_counts,

@@ -1,6 +1,7 @@
 """The default checkpoint: shipped in the package (safetensors, at most 5 MB, its card beside it), found offline
 ($MESOFCN_DEFAULT_MODEL, else the package's weights/ folder), used by `AutoModel`, `pipeline("deepfake-detection")`
-and `mesofcn detect` with no model, installed by scripts/train_default.py --ship; clear errors when none is found.
+and `mesofcn detect` with no model, installed by `install_bundled_model` (scripts/train_default.py --ship); clear
+errors when none is found.
 On the shared data, the bundled default calls the FF++ mini Deepfakes fake 519_515 fake and its original 519 real,
 and stays above measured floors on a subset of the unseen-tool validation list."""
 
@@ -29,9 +30,13 @@ from mesofcn.detection.defaults import (
     require_default_model,
 )
 from mesofcn.detection.registration import save_detector
+from mesofcn.training.bundled_models import install_bundled_model
+from mesofcn.training.run_outputs import BEST_DIR
 from tests.conftest import REPO_ROOT, make_model
 
 FFPP_VIDEOS = "ffpp_mini/{kind}/{method}/c23/videos/{name}.mp4"
+#: The default checkpoint's model card, shipped beside its weights.
+DEFAULT_CARD = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
 #: Budget of a bundled checkpoint (safetensors, at most 5 MB).
 MAX_WEIGHT_BYTES = 5_000_000
 
@@ -40,7 +45,7 @@ MAX_WEIGHT_BYTES = 5_000_000
 def finished_run(tmp_path_factory) -> Path:
     """A training output folder as `mesofcn train` leaves it: best/ with code files, arguments and results."""
     run = tmp_path_factory.mktemp("run")
-    best = run / "best"
+    best = run / BEST_DIR
     save_detector(make_model(seed=4), MesoFCNImageProcessor(), best)
     arguments = {"task": "sbi-any-all", "dataset_dir": ["/data/ffpp_c23", "/data/sbi_c23"], "output_dir": str(run)}
     (best / "training_args.json").write_text(json.dumps(arguments))
@@ -50,9 +55,9 @@ def finished_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed_default(finished_run, tmp_path_factory) -> Path:
-    """`finished_run` shipped by scripts/train_default.py into a folder that stands for the package's."""
+    """`finished_run`'s best checkpoint installed into a folder that stands for the package's."""
     target = tmp_path_factory.mktemp("site") / DEFAULT_MODEL_NAME
-    return load_train_default_script().ship(finished_run, target)
+    return install_bundled_model(finished_run / BEST_DIR, DEFAULT_CARD, target)
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +99,27 @@ def test_ship_copies_weights_config_and_card_without_code_or_pickles(installed_d
     assert (installed_default / "model.safetensors").stat().st_size <= MAX_WEIGHT_BYTES
     for name in ("config.json", "preprocessor_config.json"):  # no remote-code prompt for the installed package
         assert "auto_map" not in json.loads((installed_default / name).read_text())
-    card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
-    assert (installed_default / "README.md").read_text() == card.read_text()
+    assert (installed_default / "README.md").read_text() == DEFAULT_CARD.read_text()
     arguments = json.loads((installed_default / "training_args.json").read_text())
     assert arguments["dataset_dir"] == ["ffpp_c23", "sbi_c23"] and arguments["output_dir"] == finished_run.name
 
 
+def test_the_scripts_ship_command_installs_the_runs_best_checkpoint(finished_run, installed_default, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train").symlink_to(finished_run, target_is_directory=True)  # the script's run folder is WORK/train
+    target = tmp_path / "site" / DEFAULT_MODEL_NAME
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train_default.py"), "--work", str(work), "--ship"]
+    finished = subprocess.run([*command, "--ship-to", str(target)], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == f"installed {target}"
+    for path in installed_default.iterdir():
+        assert (target / path.name).read_bytes() == path.read_bytes()
+
+
 def test_the_recipe_in_the_script_is_the_one_the_card_states():
     script = load_train_default_script()
-    card = (REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md").read_text()
+    card = DEFAULT_CARD.read_text()
     recipe = " ".join(script.TRAIN_RECIPE)
     assert "--task sbi-any-all" in recipe and "--augment" in recipe
     assert recipe in card  # the card quotes the exact training arguments
@@ -176,8 +193,7 @@ def test_cli_detect_without_model_uses_the_default_offline(installed_default, as
 def test_the_bundled_default_ships_in_the_package_with_its_card():
     folder = bundled_default_or_skip()
     assert (folder / "model.safetensors").stat().st_size <= MAX_WEIGHT_BYTES
-    card = REPO_ROOT / "model_cards" / f"{DEFAULT_MODEL_NAME}.md"
-    assert (folder / "README.md").read_text() == card.read_text()
+    assert (folder / "README.md").read_text() == DEFAULT_CARD.read_text()
     assert not [path.name for path in folder.iterdir() if path.suffix in (".py", ".bin", ".pt", ".pkl", ".ckpt")]
     processor = json.loads((folder / "preprocessor_config.json").read_text())
     assert processor["crop_scale"] == 1.3  # the recipe's crop, which inference must repeat

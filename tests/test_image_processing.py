@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 
 from mesofcn import (
+    MesoFCNConfig,
     MesoFCNImageProcessor,
     crop_face,
     face_crop_window,
+    mask_label_positions,
     sample_mask_labels,
     to_rgb_uint8,
     upsample_segmentation_map,
@@ -191,15 +193,27 @@ def cv2_smooth_frame() -> np.ndarray:
 
 
 def test_segmentation_map_is_placed_at_receptive_field_centres():
+    first, second, *_, last = mask_label_positions(MesoFCNConfig(), 128)
     grid = torch.zeros(1, 49, 49)
     grid[0, 0, 0] = 1.0
     grid[0, 48, 48] = 1.0
     placed = upsample_segmentation_map(grid, 128)
     assert placed.shape == (1, 128, 128)
-    assert placed[0, 15, 15] == 1.0 and placed[0, 0, 0] == 1.0  # the border repeats the first centre
-    assert placed[0, 16, 15] == 0.5  # half-way to the next centre
-    assert placed[0, 17, 15] == 0.0
-    assert placed[0, 111, 111] == 1.0 and placed[0, 127, 127] == 1.0
+    assert placed[0, first, first] == 1.0 and placed[0, 0, 0] == 1.0  # the border repeats the first centre
+    assert placed[0, (first + second) // 2, first] == 0.5  # half-way to the next centre
+    assert placed[0, second, first] == 0.0
+    assert placed[0, last, last] == 1.0 and placed[0, 127, 127] == 1.0
+    with pytest.raises(ValueError, match="not this network's map"):
+        upsample_segmentation_map(torch.zeros(1, 48, 48), 128)
+
+
+def test_a_map_is_placed_by_the_geometry_of_its_networks_config():
+    config = MesoFCNConfig(hidden_sizes=[4, 4, 4], pool_after=1, pool_stride=3)
+    positions = mask_label_positions(config, 40)
+    grid = torch.zeros(len(positions), len(positions))
+    grid[1, 1] = 1.0
+    placed = upsample_segmentation_map(grid, 40, config)
+    assert placed[positions[1], positions[1]] == 1.0 and placed[positions[0], positions[0]] == 0.0
 
 
 def test_post_process_semantic_segmentation_sizes_and_labels():

@@ -81,8 +81,11 @@ def test_receptive_field_is_31_pixels_at_stride_2(row, col):
 
 
 def test_mask_label_positions_are_the_receptive_field_centres():
+    """The map grid rule, pinned once: position i of the 49x49 map sits at crop pixel 15 + 2i of a 128 px crop.
+    Everything else (targets, maps on crops and frames, figures) reads it from `mask_label_positions`."""
     config = MesoFCNConfig()
     assert list(mask_label_positions(config, 128)) == list(range(15, 112, 2))
+    assert mask_label_positions(config) == mask_label_positions(config, config.image_size)
     mask = torch.zeros(128, 128, dtype=torch.long)
     mask[15, 17] = 1
     mask[111, 111] = 1
@@ -90,6 +93,22 @@ def test_mask_label_positions_are_the_receptive_field_centres():
     grid = sample_mask_labels(mask)
     assert grid.shape == (49, 49)
     assert grid.sum() == 2 and grid[0, 1] == 1 and grid[48, 48] == 1
+
+
+@pytest.mark.parametrize(
+    ("config_kwargs", "size"),
+    [({}, 128), ({"image_size": 64}, 64), ({"hidden_sizes": [4, 4, 4], "pool_after": 1, "pool_stride": 3}, 40)],
+)
+def test_the_map_grid_follows_the_networks_geometry(config_kwargs, size):
+    """For any config, each map position's grid pixel is the centre of the input window that position sees."""
+    model = linearised_copy(make_model(**config_kwargs))
+    positions = mask_label_positions(model.config, size)
+    for index in (0, len(positions) // 2, len(positions) - 1):
+        pixels = torch.zeros(1, 3, size, size, dtype=torch.float64, requires_grad=True)
+        model.mesofcn(pixels).last_hidden_state[0, :, index, index].sum().backward()
+        rows = (pixels.grad[0].abs().sum(dim=(0, 2)) > 0).nonzero().flatten()
+        assert positions[index] == (rows.min() + rows.max()) // 2
+    assert len(positions) == model.config.feature_map_size(size)
 
 
 def hand_computed_losses(out, labels, grid, weight, ignore=-100):

@@ -19,16 +19,8 @@ from mesofcn.cli.training import build_train_parser
 from mesofcn.data.work import PrepareError, output_lock
 from mesofcn.detection.modeling_mesofcn import MesoFCNForDeepfakeDetection
 from mesofcn.training.augmentation import FaceAugmentation
-from mesofcn.training.data import (
-    DatasetError,
-    crop_scale_of_datasets,
-    load_dataset_dict,
-    load_splits_of_datasets,
-    make_dataloader,
-    normalization_table,
-    normalize_pixels,
-    with_face_transform,
-)
+from mesofcn.training.batches import make_dataloader, normalization_table, normalize_pixels, with_face_transform
+from mesofcn.training.data import DatasetError, crop_scale_of_datasets, load_dataset_dict, load_splits_of_datasets
 from mesofcn.training.pack import PACK_ARCHIVE, pack_datasets
 from mesofcn.training.packed_data import (
     PACK_INDEX,
@@ -41,7 +33,8 @@ from mesofcn.training.packed_data import (
     read_packed_rows,
     sha256_of,
 )
-from mesofcn.training.trainer import TrainingError, train
+from mesofcn.training.run_setup import TrainingError
+from mesofcn.training.trainer import train
 from tests.face_datasets import build_face_dataset
 
 GAN_METHODS = ["real", "pgan", "stylegan"]

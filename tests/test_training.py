@@ -22,23 +22,19 @@ from mesofcn import MesoFCNImageProcessor
 from mesofcn.cli import CommandError
 from mesofcn.cli.training import add_train_parser, build_train_parser
 from mesofcn.detection.modeling_mesofcn import PICKLE_SUFFIXES
-from mesofcn.training.checkpoints import read_tree
+from mesofcn.training.batches import FaceBatchTransform
+from mesofcn.training.checkpoints import list_checkpoints, read_tree
 from mesofcn.training.data import (
     DatasetError,
-    FaceBatchTransform,
     balance_classes,
     class_counts,
     load_dataset_dict,
     select_task_rows,
 )
+from mesofcn.training.run_outputs import is_improvement
+from mesofcn.training.run_setup import TrainingError, tensorboard_available
 from mesofcn.training.tasks import parse_task, planned_tasks
-from mesofcn.training.trainer import (
-    TrainingError,
-    is_improvement,
-    list_checkpoints,
-    tensorboard_available,
-    train,
-)
+from mesofcn.training.trainer import train
 from tests.conftest import REPO_ROOT, write_tripwire_pickle
 from tests.face_datasets import build_face_dataset
 

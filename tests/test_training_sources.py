@@ -26,7 +26,8 @@ from mesofcn.data.self_blend import build_self_blend
 from mesofcn.data.self_blend_sources import exclude_sources, list_sources
 from mesofcn.data.work import PrepareError
 from mesofcn.detection.face_detection import RetinaFaceDetector
-from mesofcn.training.data import DatasetError, crop_scale_of_datasets
+from mesofcn.detection.image_processing_mesofcn import DEFAULT_CROP_SIZE
+from mesofcn.training.data import DatasetError, crop_scale_of_datasets, crop_size_of_datasets
 from mesofcn.training.tasks import parse_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -305,3 +306,7 @@ def test_training_crops_as_its_datasets_were_cropped(tmp_path):
     assert crop_scale_of_datasets([tmp_path / "old"]) == 1.1  # built before settings were saved
     with pytest.raises(DatasetError, match="different crop_scale values"):
         crop_scale_of_datasets(folders)
+    assert crop_size_of_datasets(folders) == DEFAULT_CROP_SIZE  # no size saved: the processor's
+    (folders[0] / BUILD_SETTINGS_FILE).write_text(json.dumps({"crop_scale": 1.3, "size": 96}))
+    with pytest.raises(DatasetError, match=r"different size values \(.*d0: 96, .*d1: 128"):
+        crop_size_of_datasets(folders)

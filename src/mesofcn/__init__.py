@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .detection.configuration_mesofcn import MESOFCN_ID2LABEL, MesoFCNConfig
+from .detection.configuration_mesofcn import MESOFCN_ID2LABEL, MesoFCNConfig, mask_label_positions
 from .detection.image_processing_mesofcn import (
     FaceCropWindow,
     MesoFCNImageProcessor,
@@ -19,7 +19,6 @@ from .detection.modeling_mesofcn import (
     MesoFCNForDeepfakeDetection,
     MesoFCNModel,
     MesoFCNPreTrainedModel,
-    mask_label_positions,
     sample_mask_labels,
 )
 from .detection.registration import register_auto_classes

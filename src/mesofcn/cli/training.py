@@ -178,7 +178,9 @@ def configure_logging() -> None:
 
 def run_train_command(args: argparse.Namespace) -> int:
     """`mesofcn train`: train, print where the best checkpoint is; bad arguments or data are one-line errors."""
-    from ..training.trainer import TrainingError, summary_line, train
+    from ..training.run_outputs import summary_line
+    from ..training.run_setup import TrainingError
+    from ..training.trainer import train
     from .common import CommandError, first_line
 
     configure_logging()

@@ -131,4 +131,20 @@ class MesoFCNConfig(PreTrainedConfig):
         return self.pool_stride if self.pool_after else 1
 
 
-__all__ = ["DETECTS", "MESOFCN_ID2LABEL", "MesoFCNConfig"]
+def mask_label_positions(config: MesoFCNConfig, input_size: int | None = None) -> range:
+    """
+    The map grid, defined here once from the network's geometry: the crop pixels (rows, and the same columns) on
+    which the positions of the segmentation map are centred, the centres of their receptive fields. Position i sits
+    at pixel `start + step * i`: for Table I and a 128 px crop 15, 17, ..., 111 (49 values). Segmentation targets are
+    the mask sampled there, and maps are drawn back onto the crop from there. `input_size`: the crop's side (the
+    config's `image_size` when None).
+    """
+    size = config.image_size if input_size is None else input_size
+    first = (config.receptive_field - 1) // 2
+    count = config.feature_map_size(size)
+    if count < 1:
+        raise ValueError(f"input size {size} is too small for this network")
+    return range(first, first + config.output_stride * count, config.output_stride)
+
+
+__all__ = ["DETECTS", "MESOFCN_ID2LABEL", "MesoFCNConfig", "mask_label_positions"]

@@ -22,15 +22,17 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType
 
 from .compression import compress_frames, compression_crf
+from .configuration_mesofcn import MesoFCNConfig, mask_label_positions
 
-#: Input pixels between neighbouring positions of the segmentation grid (the max-pool's stride in Table I).
-SEGMENTATION_STRIDE = 2
-
+#: The paper's network (Table I), whose geometry places a map on its crop when no checkpoint's config is given.
+#: Made once (a config takes ~0.2 ms to build, and maps are placed per face and frame); never changed.
+TABLE_I_CONFIG = MesoFCNConfig()
 
 #: The paper's crop (Sec. IV-A): side = CROP_SCALE x max(box side), centred on the landmarks, resized to CROP_SIZE px.
 #: Every other module reads these (or a checkpoint's processor / a dataset's build settings), never the numbers.
+#: The crop's side is the side the network of Table I takes (its config's `image_size`).
 DEFAULT_CROP_SCALE = 1.1
-DEFAULT_CROP_SIZE = 128
+DEFAULT_CROP_SIZE = TABLE_I_CONFIG.image_size
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,15 @@ def heatmap_on_frame(
     frame_height: int,
     frame_width: int,
     crop_size: int = DEFAULT_CROP_SIZE,
+    config: MesoFCNConfig | None = None,
 ) -> np.ndarray:
     """
     A face's per-patch map (e.g. 49x49 P(fake)) placed back where its crop came from: a float32
-    (frame_height, frame_width) array, zero outside the crop window. The inverse of the crop geometry.
+    (frame_height, frame_width) array, zero outside the crop window. The inverse of the crop geometry; `config` is
+    the network's (Table I when None), whose geometry places the map on the crop.
     """
     grid = torch.as_tensor(np.asarray(patch_map, dtype=np.float32))
-    on_crop = upsample_segmentation_map(grid, crop_size).numpy()
+    on_crop = upsample_segmentation_map(grid, crop_size, config).numpy()
     on_window = np.asarray(
         Image.fromarray(on_crop, mode="F").resize((window.side, window.side), resample=Image.BILINEAR),
         dtype=np.float32,
@@ -231,18 +235,20 @@ def to_uint8_values(array: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image dtype {array.dtype}")
 
 
-def upsample_segmentation_map(grid: torch.Tensor, crop_size: int, stride: int = SEGMENTATION_STRIDE) -> torch.Tensor:
+def upsample_segmentation_map(grid: torch.Tensor, crop_size: int, config: MesoFCNConfig | None = None) -> torch.Tensor:
     """
     Place a `(..., m, m)` per-patch map on the `crop_size` x `crop_size` face crop it came from: position i sits
-    at the centre of its receptive field (pixel 15 + 2i for Table I), values between centres are interpolated
-    linearly and the thin border outside the first/last centre repeats the edge value.
+    at the centre of its receptive field (`mask_label_positions` of the network's `config`, Table I when None),
+    values between centres are interpolated linearly and the thin border outside the first/last centre repeats the
+    edge value.
     """
     size = grid.shape[-1]
-    span = stride * (size - 1) + 1
-    before = (crop_size - span) // 2
+    positions = mask_label_positions(config if config is not None else TABLE_I_CONFIG, crop_size)
+    if len(positions) != size:
+        raise ValueError(f"a {size}x{size} map is not this network's map of a {crop_size}-pixel crop")
+    span = positions[-1] - positions[0] + 1
+    before = positions[0]
     after = crop_size - span - before
-    if before < 0:
-        raise ValueError(f"a {size}x{size} map at stride {stride} does not fit a {crop_size}-pixel crop")
     leading = grid.shape[:-2]
     flat = grid.reshape(-1, 1, size, size).float()
     placed = (
@@ -444,6 +450,7 @@ __all__ = [
     "DEFAULT_CROP_SIZE",
     "FaceCropWindow",
     "MesoFCNImageProcessor",
+    "TABLE_I_CONFIG",
     "binarize_mask",
     "crop_face",
     "face_crop_window",

@@ -15,9 +15,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttenti
 from transformers.utils import ModelOutput
 
 try:  # relative import when loaded as remote code from a checkpoint folder
-    from .configuration_mesofcn import MesoFCNConfig
+    from .configuration_mesofcn import MesoFCNConfig, mask_label_positions
 except ImportError:  # pragma: no cover - plain module import
-    from configuration_mesofcn import MesoFCNConfig
+    from configuration_mesofcn import MesoFCNConfig, mask_label_positions
 
 
 #: Auto classes besides `AutoModel` that a checkpoint's `auto_map` sends to the detector for remote-code users.
@@ -84,18 +84,6 @@ class MesoFCNDetectionOutput(ModelOutput):
     cls_loss: torch.FloatTensor | None = None
     seg_loss: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
-
-
-def mask_label_positions(config: MesoFCNConfig, input_size: int) -> range:
-    """
-    Rows (and columns) of an `input_size` mask that become the segmentation targets: the centre of each output
-    position's receptive field, one per output position. For Table I and 128 px: 15, 17, ..., 111 (49 values).
-    """
-    first = (config.receptive_field - 1) // 2
-    count = config.feature_map_size(input_size)
-    if count < 1:
-        raise ValueError(f"input size {input_size} is too small for this network")
-    return range(first, first + config.output_stride * count, config.output_stride)
 
 
 def sample_mask_labels(masks, config: MesoFCNConfig | None = None):
@@ -352,7 +340,6 @@ __all__ = [
     "MesoFCNPreTrainedModel",
     "PICKLE_SUFFIXES",
     "PickleFileError",
-    "mask_label_positions",
     "pickle_files",
     "refuse_pickle_weights",
     "sample_mask_labels",

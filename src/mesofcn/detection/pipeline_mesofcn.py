@@ -390,9 +390,10 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             faces.append(face)
         if return_heatmaps if return_heatmaps is not None else source["media"] == "image":
             height, width = source["frame_size"][1], source["frame_size"][0]
+            crop_size = self.image_processor.size.height
             for face in faces:
                 face["heatmap"] = heatmap_on_frame(
-                    face["patch_map"], face["window"], height, width, self.image_processor.size.height
+                    face["patch_map"], face["window"], height, width, crop_size, self.model.config
                 )
         rule = {"min_face_fraction": min_face_fraction, "min_track_share": min_track_share}
         return build_report(source, faces, threshold, rule, self)

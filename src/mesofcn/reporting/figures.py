@@ -13,14 +13,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..detection.configuration_mesofcn import MesoFCNConfig, mask_label_positions
+from ..detection.image_processing_mesofcn import DEFAULT_CROP_SIZE, TABLE_I_CONFIG
 from ..detection.tracking import verdict_text
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BLACK, _GREY, _LIGHT, _WHITE = (0, 0, 0), (110, 110, 110), (225, 225, 225), (255, 255, 255)
 _CURVE = (200, 40, 40)
-#: Pixel of the face crop where grid position 0 of a 49x49 label grid is centred (Table I's receptive field).
-GRID_OFFSET = 15
-GRID_STRIDE = 2
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5, color=_BLACK) -> None:
@@ -224,13 +223,17 @@ def track_timeline_figure(report: Mapping, size: tuple[int, int] = TIMELINE_SIZE
     return axes.canvas
 
 
-def grid_to_crop(grid: np.ndarray, crop_size: int = 128) -> np.ndarray:
-    """A 49x49 label or score grid drawn on the crop: each position covers the 2x2 pixels at its receptive-field
-    centre (15 + 2i), the border outside the grid is NaN."""
+def grid_to_crop(
+    grid: np.ndarray, crop_size: int = DEFAULT_CROP_SIZE, config: MesoFCNConfig | None = None
+) -> np.ndarray:
+    """A label or score grid (49x49 for a 128 px crop) drawn on the crop: each position covers the step x step pixels
+    at its receptive-field centre (`mask_label_positions` of the network's `config`, Table I when None: 2x2 pixels
+    at 15 + 2i), the border outside the grid is NaN."""
+    positions = mask_label_positions(config if config is not None else TABLE_I_CONFIG, crop_size)
     grid = np.asarray(grid, dtype=np.float32)
     placed = np.full((crop_size, crop_size), np.nan, dtype=np.float32)
-    block = np.kron(grid, np.ones((GRID_STRIDE, GRID_STRIDE), dtype=np.float32))
-    start = GRID_OFFSET - 1
+    block = np.kron(grid, np.ones((positions.step, positions.step), dtype=np.float32))
+    start = positions[0] - positions.step // 2
     end = min(crop_size, start + block.shape[0])
     placed[start:end, start:end] = block[: end - start, : end - start]
     return placed
@@ -251,19 +254,22 @@ def mask_grid_figure(
     labels: Sequence[int],
     scores: Sequence[float],
     ignore_index: int = -100,
+    config: MesoFCNConfig | None = None,
 ) -> np.ndarray:
     """
     One row per face: the crop, its true label grid (blue 0, red 1, grey unknown), the predicted P(fake) grid, and
     the prediction blended over the face; the row's caption gives the true label and the image-level P(fake).
+    `config`: the network's, whose geometry places the grids on the crops (Table I when None).
     """
     rows = []
     for face, truth, predicted, label, score in zip(faces, true_grids, predicted_grids, labels, scores, strict=True):
         size = face.shape[0]
         truth = np.asarray(truth, dtype=np.float32)
         truth[truth == ignore_index] = np.nan
-        true_rgb = _colorize(grid_to_crop(truth, size))
-        predicted_rgb = _colorize(grid_to_crop(predicted, size))
-        heat = np.nan_to_num(grid_to_crop(predicted, size), nan=0.0)[..., None]
+        predicted_on_crop = grid_to_crop(predicted, size, config)
+        true_rgb = _colorize(grid_to_crop(truth, size, config))
+        predicted_rgb = _colorize(predicted_on_crop)
+        heat = np.nan_to_num(predicted_on_crop, nan=0.0)[..., None]
         blended = np.round(face * (1 - 0.5 * heat) + predicted_rgb * (0.5 * heat)).astype(np.uint8)
         caption = np.full((22, size * 4 + 6, 3), 255, dtype=np.uint8)
         _text(caption, f"true {'fake' if label == 1 else 'real'}   P(fake) {score:.2f}", (4, 16), 0.45)
@@ -277,8 +283,6 @@ def mask_grid_figure(
 
 
 __all__ = [
-    "GRID_OFFSET",
-    "GRID_STRIDE",
     "PALETTE",
     "TIMELINE_SIZE",
     "grid_to_crop",

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..data.blending import resample_through, self_blend
-from ..detection.image_processing_mesofcn import face_crop_window
+from ..detection.image_processing_mesofcn import DEFAULT_CROP_SCALE, face_crop_window
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def decode_jpeg(data: np.ndarray) -> np.ndarray | None:
 
 
 def landmarks_in_crop(
-    box: Sequence[float], landmarks: Sequence[float], crop_side: int, crop_scale: float = 1.1
+    box: Sequence[float], landmarks: Sequence[float], crop_side: int, crop_scale: float = DEFAULT_CROP_SCALE
 ) -> tuple[np.ndarray, list[float]]:
     """A face's frame-coordinate landmarks and box mapped into its `crop_side`-pixel crop (same window as
     :func:`~mesofcn.detection.image_processing_mesofcn.crop_face`)."""
@@ -90,7 +90,7 @@ def blend_crop(
     box: Sequence[float],
     landmarks: Sequence[float],
     rng: np.random.Generator,
-    crop_scale: float = 1.1,
+    crop_scale: float = DEFAULT_CROP_SCALE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A new self-blended pseudo-fake of a real face crop and its 0/255 mask. Rows carry frame coordinates: they
     are mapped into the crop with the window of the `crop_scale` the crop was cut with."""

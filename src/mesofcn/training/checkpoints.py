@@ -14,7 +14,7 @@ JSON only, and reads it back without unpickling anything:
                                        Python's `random` and NumPy's global generator as JSON
 
 The random augmentation of the training crops (--augment, --online_self_blend) draws from a generator numbered by
-batch (mesofcn.training.data.FaceBatchTransform); the loop counters' `train_batches` (in trainer_state.json) restore
+batch (mesofcn.training.batches.FaceBatchTransform); the loop counters' `train_batches` (in trainer_state.json) restore
 that numbering, so a resumed run trains on the crops an uninterrupted one would have seen.
 
 A folder is written under a temporary name and renamed when every process is done, so a killed run never leaves a

@@ -29,6 +29,7 @@ from ..detection.image_processing_mesofcn import resize_square, to_rgb_uint8
 from ..detection.modeling_mesofcn import PickleFileError, refuse_pickle_weights
 from ..reporting.figures import mask_grid_figure, precision_recall_figure
 from ..reporting.overlay import write_png
+from .batches import make_dataloader, with_face_transform
 from .data import (
     ROW_COLUMN,
     DatasetError,
@@ -36,10 +37,8 @@ from .data import (
     column_as_strings,
     get_split,
     load_dataset_dict,
-    make_dataloader,
     row_image,
     select_task_rows,
-    with_face_transform,
 )
 from .metrics import SEGMENTATION_COUNT_FIELDS, frame_level_metrics, load_detection_metric, precision_recall_points
 from .tasks import parse_task
@@ -293,7 +292,8 @@ def write_outputs(
     write_png(out / PR_CURVE_FILE, precision_recall_figure(recall, precision, title))
     rows = pick_grid_rows(predictions.labels, predictions.segmentation_counts, num_examples)
     examples = grid_examples(model, dataset, transformed, rows, accelerator)
-    write_png(out / MASK_GRID_FILE, mask_grid_figure(**examples))
+    config = accelerator.unwrap_model(model).config
+    write_png(out / MASK_GRID_FILE, mask_grid_figure(**examples, config=config))
 
 
 def summary_lines(results: dict) -> list[str]:

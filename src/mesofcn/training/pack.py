@@ -38,8 +38,10 @@ from ..data.work import PrepareError, output_lock
 from .augmentation import encode_jpeg
 from .data import (
     DatasetError,
+    build_settings_of,
     concatenate_split,
     crop_scale_of_datasets,
+    crop_size_of_datasets,
     get_split,
     load_dataset_dict,
 )
@@ -131,6 +133,8 @@ def pack_datasets(
     try:
         datasets = [load_dataset_dict(source) for source in sources]
         crop_scale = crop_scale_of_datasets(sources)
+        size = crop_size_of_datasets(sources)
+        source_settings = [build_settings_of(source) for source in sources]
     except DatasetError as error:
         raise PrepareError(str(error)) from error
     split_names = list(datasets[0])
@@ -148,7 +152,6 @@ def pack_datasets(
         }
     except DatasetError as error:
         raise PrepareError(str(error)) from error
-    size = _crop_size(sources)
 
     with output_lock(out, check=_check_pack_output):
         (out / PACK_MARKER).touch()
@@ -169,7 +172,7 @@ def pack_datasets(
             "crop_scale": crop_scale,
             "size": size,
             "sources": [str(source.resolve()) for source in sources],
-            "source_settings": [_build_settings(source) for source in sources],
+            "source_settings": source_settings,
             "image_encoding": images["encoding"],
             "jpeg_quality": jpeg_quality,
             "lossy": images["lossy"],
@@ -211,22 +214,6 @@ def pack_datasets(
         sources=settings["sources"],
         jpeg_quality=jpeg_quality,
     )
-
-
-def _build_settings(source: Path) -> dict:
-    settings_file = source / BUILD_SETTINGS_FILE
-    try:
-        return json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-    except (OSError, ValueError) as error:
-        raise PrepareError(f"{settings_file}: unreadable build settings ({error})") from error
-
-
-def _crop_size(sources: list[Path]) -> int:
-    """The crop side the sources' build settings name (128 when they name none); PrepareError when they differ."""
-    sizes = {int(_build_settings(source).get("size", 128)) for source in sources}
-    if len(sizes) > 1:
-        raise PrepareError(f"the folders hold crops of different sizes ({', '.join(map(str, sorted(sizes)))})")
-    return sizes.pop()
 
 
 class _ArrayCropWriter:

@@ -7,11 +7,9 @@ accuracy every 1000 steps and at each epoch end, the best checkpoint by validati
     mesofcn train ...   (same arguments, same code)
 
 Accelerate supplies the devices, DDP over several GPUs or machines, mixed precision and gradient accumulation.
-Output: O/best/ (save_pretrained checkpoint + processor + code files + model card README.md + training_args.json
-+ eval_results.json) for the best validation, O/final/ (the same for the model at the end of the schedule),
-O/checkpoints/step_N/ (weights, optimizer, scheduler, loop and random states for --resume_from_checkpoint, as
-safetensors and JSON: no pickles, see mesofcn.training.checkpoints), O/logs/ (TensorBoard) and O/eval_log.jsonl
-(every validation).
+This module is the loop: steps, learning-rate decay, validation, checkpoints to resume from and pushes. What a run
+starts from (checked arguments, processor, rows, initial network) is mesofcn.training.run_setup; what it leaves in
+O (best/, final/, checkpoints/step_N/, logs/, eval_log.jsonl) is mesofcn.training.run_outputs.
 
 Settings the paper leaves open, with their defaults: batch size 32 per device, λ 0.3, seed 42, class balance by
 oversampling the minority class of the training split (pristine frames of tasks with several methods), all
@@ -21,8 +19,6 @@ parameters under weight decay, BatchNorm statistics per process (no SyncBN).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import logging
 import math
 import os
@@ -32,15 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file as load_safetensors
 
-from .. import __version__
-from ..atomic_files import atomic_directory
-from ..detection.configuration_mesofcn import MesoFCNConfig
-from ..detection.image_processing_mesofcn import MesoFCNImageProcessor
-from ..detection.modeling_mesofcn import MesoFCNForDeepfakeDetection, PickleFileError, refuse_pickle_weights
-from ..detection.registration import save_detector
-from .augmentation import FaceAugmentation
+from .batches import make_dataloader, normalization_table, normalize_pixels
 from .checkpoints import (
     CheckpointError,
     TrainingObjects,
@@ -49,35 +38,35 @@ from .checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from .data import (
-    DatasetError,
-    FaceBatchTransform,
-    add_online_blend_rows,
-    balance_classes,
-    class_counts,
-    crop_crf_of_datasets,
-    crop_scale_of_datasets,
-    load_splits_of_datasets,
-    make_dataloader,
-    normalization_table,
-    normalize_pixels,
-    select_task_rows,
-    spread_subset,
-    with_face_transform,
-)
 from .evaluation import collect_predictions, compute_metrics
 from .hub import HubPusher
-from .model_card import model_name_for, render_model_card
-from .tasks import TaskSpec, parse_task
+from .model_card import model_name_for
+from .run_outputs import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    FINAL_DIR,
+    LOGS_DIR,
+    TrainingResult,
+    append_eval_log,
+    export_checkpoint,
+    flatten_metrics,
+    is_improvement,
+    public_args,
+    run_card,
+)
+from .run_setup import (
+    TrainingError,
+    check_args,
+    dataset_dirs,
+    initial_model,
+    load_run_data,
+    resolve_checkpoint,
+    run_config,
+    run_processor,
+    tensorboard_available,
+)
 
 logger = logging.getLogger(__name__)
-
-BEST_DIR, FINAL_DIR, CHECKPOINTS_DIR, LOGS_DIR = "best", "final", "checkpoints", "logs"
-EVAL_LOG = "eval_log.jsonl"
-
-
-class TrainingError(ValueError):
-    """Bad training arguments or data; the message is one line."""
 
 
 @dataclass
@@ -101,74 +90,6 @@ class TrainingState:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
-
-
-@dataclass
-class TrainingResult:
-    """What a finished run produced."""
-
-    output_dir: Path
-    best_dir: Path
-    final_dir: Path
-    best_step: int | None
-    best_metric: float | None
-    global_step: int
-    images_per_second: float
-    final_metrics: dict
-
-
-# ----------------------------------------------------------------------------------------------- arguments
-
-
-def tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def check_args(args: argparse.Namespace) -> TaskSpec:
-    """One-line TrainingErrors for arguments that cannot work, before any process group or model is made."""
-    try:
-        spec = parse_task(args.task)
-    except ValueError as error:
-        raise TrainingError(str(error)) from error
-    for folder in dataset_dirs(args):
-        if not Path(folder).is_dir():
-            raise TrainingError(f"dataset folder {folder} does not exist")
-    if not 0.0 <= args.seg_loss_weight <= 1.0:
-        raise TrainingError(f"--seg_loss_weight must be between 0 and 1, got {args.seg_loss_weight}")
-    if args.learning_rate <= 0 or not 0 < args.lr_decay <= 1 or args.weight_decay < 0:
-        raise TrainingError("--learning_rate must be > 0, --lr_decay in (0, 1] and --weight_decay >= 0")
-    if args.report_to == "tensorboard" and not tensorboard_available():
-        raise TrainingError("--report_to tensorboard needs the tensorboard package: pip install tensorboard")
-    resume = args.resume_from_checkpoint
-    if resume and resume != "latest" and not Path(resume).is_dir():
-        raise TrainingError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
-    if args.hub_model_id and args.hub_model_id.count("/") > 1:
-        raise TrainingError(f"--hub_model_id must be name or org/name, got {args.hub_model_id}")
-    return spec
-
-
-def dataset_dirs(args: argparse.Namespace) -> list[str]:
-    """--dataset_dir as a list (one folder or several; a single string from Python callers is accepted)."""
-    value = args.dataset_dir
-    return [str(value)] if isinstance(value, (str, Path)) else [str(folder) for folder in value]
-
-
-def public_args(args: argparse.Namespace) -> dict:
-    """The arguments as saved in checkpoints and cards (plain JSON values; nothing secret is among them)."""
-    return {key: value for key, value in sorted(vars(args).items()) if key != "handler"}
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
-def resolve_checkpoint(value: str, output_dir: Path) -> Path:
-    """The folder --resume_from_checkpoint names ("latest": the newest in output_dir/checkpoints)."""
-    if value != "latest":
-        return Path(value)
-    checkpoints = list_checkpoints(output_dir / CHECKPOINTS_DIR)
-    if not checkpoints:
-        raise TrainingError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / CHECKPOINTS_DIR}")
-    return checkpoints[-1]
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -207,78 +128,21 @@ class Trainer:
         #: Set by --max_train_minutes: the monotonic time at which the loop stops, and whether it did.
         self.deadline: float | None = None
         self.stopped_for_time = False
-        try:
-            self.processor = MesoFCNImageProcessor(
-                crop_scale=crop_scale_of_datasets(self.dataset_dirs),
-                crop_crf=crop_crf_of_datasets(self.dataset_dirs, self.spec.compression),
-            )
-        except DatasetError as error:
-            raise TrainingError(str(error)) from error
-        detects = "generated" if self.spec.family == "gan" else "manipulated"
-        self.config = MesoFCNConfig(seg_loss_weight=args.seg_loss_weight, detects=detects)
-        self._build_data()
+        self.processor = run_processor(self.dataset_dirs, self.spec)
+        self.config = run_config(args, self.spec)
+        data = load_run_data(args, self.spec, self.dataset_dirs, self.processor, self.config)
+        self.class_counts = data.class_counts
+        self.train_dataset, self.eval_dataset = data.train, data.validation
+        self.train_transform = data.train_transform
         self._build_model()
         self.pusher = None
         if args.push_to_hub and self.accelerator.is_main_process:
             repo = args.hub_model_id or model_name_for(self.spec.name)
             self.pusher = HubPusher(repo, self.output_dir / ".hub_snapshots", args.hub_private_repo, api=hub_api)
 
-    def _build_data(self) -> None:
-        args = self.args
-        try:
-            splits = load_splits_of_datasets(self.dataset_dirs, [args.train_split, args.validation_split])
-            train, validation = splits[args.train_split], splits[args.validation_split]
-            where = " + ".join(str(path) for path in self.dataset_dirs)
-            train = select_task_rows(train, self.spec, f"split {args.train_split!r} of {where}")
-            validation = select_task_rows(validation, self.spec, f"split {args.validation_split!r} of {where}")
-            if args.max_train_samples:
-                train = spread_subset(train, args.max_train_samples)
-            if args.max_eval_samples:
-                validation = spread_subset(validation, args.max_eval_samples)
-            self.class_counts = {"train": class_counts(train), "validation": class_counts(validation)}
-            if args.online_self_blend:
-                train = add_online_blend_rows(train)
-                self.class_counts["train_with_online_blends"] = class_counts(train)
-        except DatasetError as error:
-            raise TrainingError(str(error)) from error
-        if args.class_balance == "oversample":
-            train = balance_classes(train, args.seed)
-        self.class_counts["train_balanced"] = class_counts(train)
-        augmentation = FaceAugmentation() if args.augment else None
-        # Training batches carry uint8 pixels, normalized on the device by the processor's table (bit-identical).
-        self.train_dataset = with_face_transform(
-            train, self.processor, self.config, augmentation=augmentation, seed=args.seed, uint8_pixels=True
-        )
-        # Its random draws are numbered by batch; a resumed run restarts the numbering where the killed run was.
-        self.train_transform: FaceBatchTransform = self.train_dataset.format["format_kwargs"]["transform"]
-        self.eval_dataset = with_face_transform(validation, self.processor, self.config)
-
-    def _initial_model(self) -> MesoFCNForDeepfakeDetection:
-        """A fresh network, or --init_model's weights (safetensors only) to continue a finished run's training with a
-        new schedule or new data; this run's λ is kept."""
-        if not self.args.init_model:
-            return MesoFCNForDeepfakeDetection(self.config)
-        try:
-            refuse_pickle_weights(self.args.init_model)
-        except PickleFileError as error:
-            raise TrainingError(f"--init_model: {error}") from error
-        weights = Path(self.args.init_model) / "model.safetensors"
-        if not weights.is_file():
-            raise TrainingError(
-                f"--init_model {self.args.init_model}: no model.safetensors there (pickles are refused)"
-            )
-        model = MesoFCNForDeepfakeDetection(self.config)
-        try:
-            model.load_state_dict(load_safetensors(str(weights)))
-        except RuntimeError as error:
-            raise TrainingError(
-                f"--init_model {weights}: not a MesoFCN checkpoint ({str(error).splitlines()[0]})"
-            ) from None
-        return model
-
     def _build_model(self) -> None:
         args = self.args
-        model = self._initial_model().to(memory_format=torch.channels_last)
+        model = initial_model(args.init_model, self.config).to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
         train_loader = make_dataloader(
@@ -497,8 +361,7 @@ class Trainer:
             {f"eval/{k}": v for k, v in flatten_metrics(metrics).items() if v is not None}, state.global_step
         )
         if self.is_main:
-            with (self.output_dir / EVAL_LOG).open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_eval_log(self.output_dir, record)
             logger.info(
                 "step %d: validation accuracy %.4f, AUC %s%s",
                 state.global_step,
@@ -521,37 +384,26 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _export(self, folder: Path, metrics: dict) -> None:
-        """Weights, processor, card, arguments and validation metrics of the current model into `folder`
-        (written under a temporary name, then swapped in)."""
-        with atomic_directory(folder) as partial:
-            save_detector(self.accelerator.unwrap_model(self.model), self.processor, partial)
-            arguments = {**public_args(self.args), "mesofcn_version": __version__}
-            (partial / "training_args.json").write_text(json.dumps(arguments, indent=2) + "\n")
-            summary = {
-                "step": self.state.global_step,
-                "best_step": self.state.best_step,
-                "epoch": self.state.epoch,
-                "split": self.args.validation_split,
-            }
-            (partial / "eval_results.json").write_text(json.dumps({**summary, **metrics}, indent=2) + "\n")
-            # The card names a step only for best/ ("best checkpoint at step N"); final/ is the end of the schedule.
-            card = self._card(metrics, self.state.best_step if folder.name == BEST_DIR else None)
-            card.save(partial / "README.md")
-
-    def _card(self, metrics: dict, best_step: int | None):
-        args = self.args
-        hub_id = self.pusher.repo_id if self.pusher is not None else None
-        return render_model_card(
-            self.spec.name,
-            seg_loss_weight=args.seg_loss_weight,
-            results=metrics,
-            split=args.validation_split,
-            dataset_name=" + ".join(Path(folder).name for folder in self.dataset_dirs),
-            model_id=hub_id,
-            best_step=best_step,
-            training_args=public_args(args),
-            data_note=f"Rows used: {self.class_counts}.",
+        """The current model as `folder` (best/ or final/), with this run's arguments, card and validation metrics."""
+        state = self.state
+        progress = {
+            "step": state.global_step,
+            "best_step": state.best_step,
+            "epoch": state.epoch,
+            "split": self.args.validation_split,
+        }
+        # The card names a step only for best/ ("best checkpoint at step N"); final/ is the end of the schedule.
+        card = run_card(
+            self.args,
+            self.spec,
+            self.dataset_dirs,
+            metrics,
+            best_step=state.best_step if folder.name == BEST_DIR else None,
+            hub_id=self.pusher.repo_id if self.pusher is not None else None,
+            class_counts=self.class_counts,
         )
+        model = self.accelerator.unwrap_model(self.model)
+        export_checkpoint(folder, model, self.processor, self.args, {**progress, **metrics}, card)
 
     # ------------------------------------------------------------------------------------------- end
 
@@ -592,26 +444,6 @@ class Trainer:
         )
 
 
-def is_improvement(value: float | None, best: float | None) -> bool:
-    """A strictly higher validation value than the best so far (the first of equal values is kept)."""
-    return value is not None and (best is None or value > best)
-
-
-def flatten_metrics(metrics: dict) -> dict:
-    """{"frame": {"accuracy": ...}} -> {"frame_accuracy": ...}, numbers only."""
-    flat = {}
-    for group, values in metrics.items():
-        for key, value in values.items():
-            if isinstance(value, (int, float)) or value is None:
-                flat[f"{group}_{key}"] = value
-    return flat
-
-
-def summary_line(result: TrainingResult, args: argparse.Namespace) -> str:
-    metric = f"{args.metric_for_best_model} {result.best_metric}"
-    return f"best checkpoint: {result.best_dir} (step {result.best_step}, validation {metric})"
-
-
 def train(args: argparse.Namespace, hub_api=None, step_callback=None) -> TrainingResult:
     """Run training as configured by `args` (the arguments of mesofcn.cli.training.build_train_parser);
     TrainingError for unusable arguments."""
@@ -619,15 +451,7 @@ def train(args: argparse.Namespace, hub_api=None, step_callback=None) -> Trainin
 
 
 __all__ = [
-    "TrainingError",
-    "TrainingResult",
-    "TrainingState",
     "Trainer",
-    "check_args",
-    "flatten_metrics",
-    "is_improvement",
-    "list_checkpoints",
-    "summary_line",
-    "tensorboard_available",
+    "TrainingState",
     "train",
 ]
