@@ -104,15 +104,67 @@ def fake_checkpoint(tmp_path_factory) -> Path:
     return save_biased_checkpoint(tmp_path_factory.mktemp("fake_checkpoint"), 4.0)
 
 
-@pytest.fixture(scope="session")
-def face_photo(tmp_path_factory) -> Path:
+#: Where RetinaFace (mobilenet0.25) finds the face of `astronaut_face()`: box (x, y, width, height), the five
+#: landmarks (image-left eye, image-right eye, nose, image-left and image-right mouth corner) and the score.
+ASTRONAUT_BOX = (79.66, 39.84, 92.18, 122.7)
+ASTRONAUT_LANDMARKS = ((104.7, 85.26), (147.23, 88.44), (122.65, 114.83), (100.86, 120.83), (145.24, 123.71))
+ASTRONAUT_SCORE = 0.9995
+
+#: The copies of the astronaut in `astronaut_group()`, left to right: (scale, mirrored).
+GROUP_COPIES = ((1.0, False), (0.8, True), (0.65, False), (0.5, True), (0.4, False))
+
+
+def astronaut_face() -> np.ndarray:
     """A real one-face photo that needs no shared data: scikit-image's astronaut (NASA, public domain) cut to
-    250x250 around her face, framed like an LFW photo, saved as JPEG."""
-    from PIL import Image
+    250x250 around her face, framed like an LFW photo (RGB uint8)."""
     from skimage import data
 
+    return np.ascontiguousarray(data.astronaut()[16:266, 100:350])
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` resized by `scale` (PIL bilinear, sides rounded)."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    size = (round(width * scale), round(height * scale))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def astronaut_group() -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+    """A 300x1000 black canvas with the astronaut pasted five times (GROUP_COPIES: smaller to the right, every
+    other one mirrored) at y = 20, 10 px apart; and where each face's box should be (ASTRONAUT_BOX moved)."""
+    canvas = np.zeros((300, 1000, 3), dtype=np.uint8)
+    boxes = []
+    left, top = 10, 20
+    x, y, w, h = ASTRONAUT_BOX
+    for scale, mirrored in GROUP_COPIES:
+        copy = resize_image(astronaut_face(), scale)
+        side = copy.shape[1]
+        canvas[top : top + side, left : left + side] = copy[:, ::-1] if mirrored else copy
+        box_x = side - (x + w) * scale if mirrored else x * scale
+        boxes.append((left + box_x, top + y * scale, w * scale, h * scale))
+        left += side + 10
+    return canvas, boxes
+
+
+@pytest.fixture(scope="session")
+def face_photo(tmp_path_factory) -> Path:
+    """`astronaut_face()` saved as JPEG (quality 95)."""
+    from PIL import Image
+
     path = tmp_path_factory.mktemp("photo") / "astronaut.jpg"
-    Image.fromarray(np.ascontiguousarray(data.astronaut()[16:266, 100:350])).save(path, quality=95)
+    Image.fromarray(astronaut_face()).save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="session")
+def group_photo(tmp_path_factory) -> Path:
+    """`astronaut_group()`'s canvas saved as PNG: five faces of known boxes, 37 to 92 px wide."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("group") / "astronauts.png"
+    Image.fromarray(astronaut_group()[0]).save(path)
     return path
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 
+from mesofcn import MesoFCNImageProcessor
 from mesofcn.data.rows import face_features
 from mesofcn.data.settings import FFPP_METHOD_NAMES
+from mesofcn.detection.modeling_mesofcn import MesoFCNDetectionOutput
 
 # The builders' own schema: tests build rows with exactly the features the dataset builders write.
 FF_METHOD_NAMES = list(FFPP_METHOD_NAMES)
@@ -99,4 +103,67 @@ def build_face_dataset(
     return path
 
 
-__all__ = ["FF_METHOD_NAMES", "build_face_dataset", "face_features", "face_rows", "synthetic_face"]
+#: The 49 rows (and columns) of a 128 px mask that are the segmentation targets: the receptive-field centres of
+#: Table I's network (receptive field 31, output stride 2), as in Fig. 3.
+TARGET_POSITIONS = slice(15, 112, 2)
+
+
+def assert_rows_feed_the_model(rows: list[dict], seed: int = 0) -> MesoFCNDetectionOutput:
+    """Encode dataset rows (decoded: PIL images, masks or None) with the default processor, check that the model
+    is given exactly the rows' content, run a random model on them and check its loss against the paper's joint
+    loss computed here by hand. Returns the model's output.
+
+    The model is given: pixel values = the rows' 128x128 RGB crops rescaled to [-1, 1] (float32, channels first);
+    mask labels = 1 where a row's mask is non-zero, else 0, and -100 (ignored) everywhere for a row without one
+    (none at all when no row has a mask); the labels are the rows'. Then `loss = λ·seg + (1-λ)·cls` with `cls` the
+    cross-entropy of the image logits and `seg` the cross-entropy of the 49x49 map averaged over the labelled
+    positions: each mask sampled at TARGET_POSITIONS, or without masks, 0 for real rows and ignored for fakes.
+    """
+    from tests.conftest import make_model
+
+    encoded = MesoFCNImageProcessor()(
+        [row["image"] for row in rows], masks=[row["mask"] for row in rows], return_tensors="pt"
+    )
+    images = np.stack([np.asarray(row["image"].convert("RGB")) for row in rows])
+    assert images.shape == (len(rows), 128, 128, 3)
+    pixels = encoded["pixel_values"]
+    assert pixels.dtype == torch.float32 and pixels.shape == (len(rows), 3, 128, 128)
+    expected_pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+    torch.testing.assert_close(pixels, expected_pixels, atol=1e-6, rtol=0)
+    labels = torch.tensor([row["label"] for row in rows])
+    if all(row["mask"] is None for row in rows):
+        assert "mask_labels" not in encoded
+        mask_labels = None
+        targets = torch.where(labels == 0, 0, -100)[:, None, None].expand(-1, 49, 49)
+    else:
+        mask_labels = encoded["mask_labels"]
+        expected_masks = [
+            np.full((128, 128), -100) if row["mask"] is None else (np.asarray(row["mask"]) > 0).astype(int)
+            for row in rows
+        ]
+        assert mask_labels.dtype == torch.int64
+        torch.testing.assert_close(mask_labels, torch.from_numpy(np.stack(expected_masks)), atol=0, rtol=0)
+        targets = mask_labels[:, TARGET_POSITIONS, TARGET_POSITIONS]
+    model = make_model(seed)
+    with torch.no_grad():
+        output = model(pixels, labels=labels, mask_labels=mask_labels)
+    assert output.logits.shape == (len(rows), 2) and output.segmentation_logits.shape == (len(rows), 2, 49, 49)
+    cls = F.cross_entropy(output.logits, labels)
+    labelled = int((targets != -100).sum())
+    seg = F.cross_entropy(output.segmentation_logits, targets, ignore_index=-100, reduction="sum") / max(labelled, 1)
+    weight = model.config.seg_loss_weight
+    torch.testing.assert_close(output.cls_loss, cls)
+    torch.testing.assert_close(output.seg_loss, seg)
+    torch.testing.assert_close(output.loss, weight * seg + (1 - weight) * cls)
+    return output
+
+
+__all__ = [
+    "FF_METHOD_NAMES",
+    "TARGET_POSITIONS",
+    "assert_rows_feed_the_model",
+    "build_face_dataset",
+    "face_features",
+    "face_rows",
+    "synthetic_face",
+]

@@ -24,7 +24,14 @@ from mesofcn.detection.modeling_mesofcn_onnx import (
     check_onnx_device,
     export_onnx_bytes,
 )
-from mesofcn.training.onnx_export import collect_calibration_crops, export_checkpoint, quantize_int8, spread
+from mesofcn.training.onnx_export import (
+    CALIBRATION_FACES_PER_FRAME,
+    CALIBRATION_FRAMES_PER_VIDEO,
+    collect_calibration_crops,
+    export_checkpoint,
+    quantize_int8,
+    spread,
+)
 from tests.conftest import make_model, shared_data_dir, write_tripwire_pickle
 
 #: A trained checkpoint, when this machine has one (CI does not): the int8 bound is checked on it too.
@@ -62,10 +69,17 @@ def onnx_file(tmp_path_factory, checkpoint_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_crops(shared_data) -> np.ndarray:
-    """Normalized crops of real faces, made as detection makes them (RetinaFace + the default processor)."""
-    sources = [shared_data / "faces_extra", shared_data / "real_videos"]
-    return collect_calibration_crops(sources, MesoFCNImageProcessor(), max_crops=48).pixel_values
+def real_crops(tmp_path_factory, face_photo, group_photo, face_video) -> np.ndarray:
+    """Normalized crops of real faces, made as detection makes them (RetinaFace + the default processor) from a
+    folder: the astronaut in a photo, five sizes of her in one canvas and evenly spaced frames of a video."""
+    folder = tmp_path_factory.mktemp("real_faces")
+    for path in (face_photo, group_photo, face_video):
+        shutil.copy(path, folder)
+    crops = collect_calibration_crops([folder], MesoFCNImageProcessor(), max_crops=48).pixel_values
+    # The canvas gives its best CALIBRATION_FACES_PER_FRAME faces of five.
+    expected = 1 + CALIBRATION_FACES_PER_FRAME + CALIBRATION_FRAMES_PER_VIDEO
+    assert crops.shape == (expected, 3, 128, 128)
+    return crops
 
 
 def textured_images(count: int, seed: int) -> np.ndarray:
@@ -360,11 +374,13 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(capsys, tmp_p
     assert out.read_bytes() == b"earlier export"
 
 
-def test_cli_int8_export_from_a_calibration_folder(capsys, tmp_path, checkpoint_dir, shared_data):
-    """The command end to end: real photos as calibration, an int8 file that loads, records its calibration and
-    runs at batch 1 and 5."""
+def test_cli_int8_export_from_a_calibration_folder(
+    capsys, tmp_path, checkpoint_dir, face_photo, group_photo, face_video
+):
+    """The command end to end: real faces (the astronaut: one photo, five in a canvas, a video) as calibration, an
+    int8 file that loads, records its calibration and runs at batch 1 and 5."""
     calibration = tmp_path / "calibration.csv"
-    faces = sorted((shared_data / "faces" / "krasserm_lfw").rglob("*.jpg"))[:6]
+    faces = [face_photo, group_photo, face_video]
     calibration.write_text("path,label\n" + "".join(f"{path},real\n" for path in faces) + f"{faces[0]}x,fake\n")
     out = tmp_path / "int8.onnx"
     code, text, err = run(

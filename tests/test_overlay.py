@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from mesofcn.detection.compression import video_rate
+from mesofcn.detection.image_processing_mesofcn import face_crop_window, heatmap_on_frame
 from mesofcn.reporting.overlay import (
     FAKE_COLOR,
     REAL_COLOR,
@@ -127,10 +128,62 @@ def test_label_is_kept_whole_inside_the_frame_at_edges():
         assert x0 > 0 and x1 < WIDTH - 1 and y0 > 0 and y1 < HEIGHT - 1, box
 
 
-def test_label_goes_inside_the_box_when_no_room_above():
-    out = draw_detections(grey_frame(), [OverlayFace((30, 2, 60, 60), 0.5, "fake")])
-    _, y0, _, _ = text_extent(out)
-    assert y0 >= 2
+#: The label block of "fake 0.50" on a 160x120 frame: the text and 1 px of padding, (width, height).
+LABEL_SIZE = (39, 12)
+
+
+@pytest.mark.parametrize(
+    ("box", "label_at"),
+    [((60, 60, 30, 30), (60, 48)), ((30, 2, 60, 60), (30, 2))],
+    ids=["above-the-box", "inside-the-box-top"],
+)
+def test_box_and_label_are_drawn_there_and_nothing_else(box, label_at):
+    """Exactly the box's 1 px outline and the label block change: the block sits on the box's top-left corner,
+    above it or, with no room above, just inside it; red background, white text inside its padding."""
+    frame = grey_frame()
+    out = draw_detections(frame, [OverlayFace(box, 0.5, "fake")])
+    x, y, w, h = box
+    outline = np.zeros((HEIGHT, WIDTH), bool)
+    outline[y : y + h, x : x + w] = True
+    outline[y + 1 : y + h - 1, x + 1 : x + w - 1] = False
+    left, top = label_at
+    label = np.zeros((HEIGHT, WIDTH), bool)
+    label[top : top + LABEL_SIZE[1], left : left + LABEL_SIZE[0]] = True
+    np.testing.assert_array_equal((out != frame).any(axis=2), outline | label)
+    assert colour_mask(out, FAKE_COLOR)[outline & ~label].all()
+    text = label & ~colour_mask(out, FAKE_COLOR)
+    assert text.sum() > 40 and (out[text] >= FAKE_COLOR).all()  # white, anti-aliased over the red
+    ys, xs = np.nonzero(text)
+    assert (
+        left < xs.min()
+        and xs.max() < left + LABEL_SIZE[0] - 1
+        and top < ys.min()
+        and ys.max() < top + LABEL_SIZE[1] - 1
+    )
+
+
+def test_heatmap_tints_exactly_the_face_window_inside_the_frame():
+    """A face past the left edge: its map, placed by heatmap_on_frame, tints the part of the crop window inside the
+    frame (columns 0-31, rows 28-71) and nothing else, each pixel by the documented blend of its heat, cold (blue)
+    on the left and hot (red) on the right; the box and label are drawn over it."""
+    box, landmarks = (-10, 30, 40, 40), [[0, 40], [20, 40], [10, 50], [2, 60], [18, 60]]
+    window = face_crop_window(box, landmarks)
+    assert (window.left, window.top, window.side) == (-12, 28, 44)
+    patch_map = np.tile(np.linspace(0.1, 1.0, 49, dtype=np.float32), (49, 1))
+    heat = heatmap_on_frame(patch_map, window, HEIGHT, WIDTH)
+    frame = grey_frame()
+    plain = draw_detections(frame, [OverlayFace(box, 0.9, "fake")])
+    out = draw_detections(frame, [OverlayFace(box, 0.9, "fake", heat)], heatmap_alpha=0.5)
+    in_window = np.zeros((HEIGHT, WIDTH), bool)
+    in_window[28:72, 0:32] = True
+    drawn = (plain != frame).any(axis=2)  # box and label
+    tinted = (out != plain).any(axis=2)
+    np.testing.assert_array_equal(tinted, in_window & ~drawn)
+    np.testing.assert_array_equal(out[drawn], plain[drawn])
+    jet = cv2.applyColorMap(np.round(heat[tinted] * 255).astype(np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    weight = 0.5 * (0.25 + 0.75 * heat[tinted])[:, None]
+    np.testing.assert_array_equal(out[tinted], np.round(GREY + weight * (jet - np.float32(GREY))))
+    assert out[60, 20, 0] > GREY + 50 > out[60, 0, 0] and out[60, 0, 2] > GREY + 20  # heat 0.84: red; 0.3: blue
 
 
 def test_face_outside_the_frame_draws_nothing():

@@ -75,13 +75,19 @@ class _MovedModuleLoader(importlib.abc.Loader):
 
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
+        self.new_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec):
         warnings.warn(f"{spec.name} moved to {self.new_name}; the old path goes in mesofcn 0.3", DeprecationWarning, 2)
-        return importlib.import_module(self.new_name)
+        module = importlib.import_module(self.new_name)
+        self.new_spec = module.__spec__
+        return module
 
     def exec_module(self, module) -> None:
-        """Nothing to run: the module was executed at its new path."""
+        """Nothing to run: the module was executed at its new path. Only its `__spec__`, which the import system
+        has just replaced with the old path's, is put back (else its relative imports warn that `__package__ !=
+        __spec__.parent`)."""
+        module.__spec__ = self.new_spec
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
