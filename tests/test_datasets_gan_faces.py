@@ -15,7 +15,8 @@ from PIL import Image
 
 from mesofcn.cli import CommandError
 from mesofcn.cli.prepare import add_prepare_parser
-from mesofcn.data.gan_faces import build_gan_faces, gan_faces_features, list_images, split_images
+from mesofcn.data.gan_faces import build_gan_faces, gan_faces_features, list_images
+from mesofcn.data.splitting import split_images
 from mesofcn.data.work import PrepareError
 from mesofcn.detection.compression import compress_frames
 from mesofcn.detection.face_detection import DetectedFace

@@ -31,8 +31,8 @@ from .rows import (
 from .sampling import media_kind, runs_of, sampled_frames
 from .settings import MIN_FACE_SCORE, BuildOptions, parse_shard
 from .work import (
-    ItemProcessor,
     ItemResult,
+    ItemWorker,
     PrepareError,
     PreparePlan,
     WorkDir,
@@ -47,7 +47,7 @@ __all__ = [
     "BuildOptions",
     "BuildReport",
     "FaceCropper",
-    "ItemProcessor",
+    "ItemWorker",
     "ItemResult",
     "LABEL_NAMES",
     "MASK_SOURCES",
@@ -82,11 +82,11 @@ __all__ = [
 def run_build(
     plan: PreparePlan,
     out: str | os.PathLike[str],
-    processor: ItemProcessor,
+    worker: ItemWorker,
     options: BuildOptions,
     call: str = "",
 ) -> BuildReport:
-    """Carry out a builder's plan with its processor: plan -> process -> execute -> finish, the same for every builder.
+    """Carry out a builder's plan with its worker: plan -> process -> execute -> finish, the same for every builder.
 
     The plan's items are cut to ``options.shard`` and its command set (``options.command``, else ``call``: the
     builder's Python call); then, holding the output folder's lock throughout (see :func:`output_lock`), every item
@@ -99,5 +99,5 @@ def run_build(
         command=options.command or call,
     )
     with output_lock(out):
-        report = execute_plan(plan, out, processor, num_proc=options.num_proc, progress=options.progress)
+        report = execute_plan(plan, out, worker, num_proc=options.num_proc, progress=options.progress)
         return finish_build(plan, out, report, remove_work=options.remove_work, progress=options.progress)

@@ -1,4 +1,4 @@
-"""Carrying out a plan: every work item not done yet goes through the builder's processor, in this process or in a
+"""Carrying out a plan: every work item not done yet goes through the builder's worker, in this process or in a
 pool of worker processes, and its rows are written as its result file; the report counts what was done."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from .work import ItemProcessor, PreparePlan, WorkDir, WorkItem
+from .work import ItemWorker, PreparePlan, WorkDir, WorkItem
 
 __all__ = ["BuildReport", "execute_plan"]
 
@@ -53,16 +53,16 @@ class BuildReport:
 
 
 class _Runner:
-    """Runs items with a processor and writes their results; one per process."""
+    """Runs items with a worker and writes their results; one per process."""
 
-    def __init__(self, processor: ItemProcessor, out: Path, schema: pa.Schema, parallel: bool) -> None:
-        processor.setup(parallel)
-        self.processor = processor
+    def __init__(self, worker: ItemWorker, out: Path, schema: pa.Schema, parallel: bool) -> None:
+        worker.setup(parallel)
+        self.worker = worker
         self.workdir = WorkDir(out)
         self.schema = schema
 
     def __call__(self, item: WorkItem) -> dict[str, Any]:
-        result = self.processor(item)
+        result = self.worker(item)
         stats = {**result.stats, "key": item.key, "split": item.split}
         self.workdir.write_result(item, result.rows, self.schema, stats)
         return stats
@@ -71,9 +71,9 @@ class _Runner:
 _WORKER_RUNNER: _Runner | None = None
 
 
-def _init_worker(processor: ItemProcessor, out: Path, schema: pa.Schema) -> None:
+def _init_worker(worker: ItemWorker, out: Path, schema: pa.Schema) -> None:
     global _WORKER_RUNNER
-    _WORKER_RUNNER = _Runner(processor, out, schema, parallel=True)
+    _WORKER_RUNNER = _Runner(worker, out, schema, parallel=True)
 
 
 def _run_in_worker(item: WorkItem) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def _run_in_worker(item: WorkItem) -> dict[str, Any]:
 def execute_plan(
     plan: PreparePlan,
     out: str | os.PathLike[str],
-    processor: ItemProcessor,
+    worker: ItemWorker,
     num_proc: int = 1,
     progress: bool = True,
 ) -> BuildReport:
@@ -103,7 +103,7 @@ def execute_plan(
         total=len(pending), unit="video" if unit == "video" else "chunk", disable=not progress, desc=plan.builder
     )
     with bar:
-        for stats in _process(pending, processor, Path(out), plan.features.arrow_schema, num_proc):
+        for stats in _process(pending, worker, Path(out), plan.features.arrow_schema, num_proc):
             report.videos += stats.get("videos", 0)
             report.sampled += stats["sampled"]
             report.rows += stats["rows"]
@@ -115,7 +115,7 @@ def execute_plan(
 
 
 def _process(
-    items: list[WorkItem], processor: ItemProcessor, out: Path, schema: pa.Schema, num_proc: int
+    items: list[WorkItem], worker: ItemWorker, out: Path, schema: pa.Schema, num_proc: int
 ) -> Iterator[dict[str, Any]]:
     """Yield each item's stats as it finishes: in this process, or in a pool of spawned worker processes.
 
@@ -125,13 +125,13 @@ def _process(
     if not items:
         return
     if num_proc == 1:
-        runner = _Runner(processor, out, schema, parallel=False)
+        runner = _Runner(worker, out, schema, parallel=False)
         for item in items:
             yield runner(item)
         return
     context = multiprocessing.get_context("spawn")  # onnxruntime and torch threads do not survive fork
     workers = min(num_proc, len(items))
-    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(processor, out, schema)) as pool:
+    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(worker, out, schema)) as pool:
         futures = [pool.submit(_run_in_worker, item) for item in items]
         try:
             for future in as_completed(futures):

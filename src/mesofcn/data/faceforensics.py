@@ -37,7 +37,7 @@ from ..detection.compression import COMPRESSION_CRF
 from .common import run_build
 from .execution import BuildReport
 from .faceforensics_masks import DIFFERENCE_MIN_THRESHOLD, DIFFERENCE_REGION_SCALE, MASK_VIDEO_THRESHOLD
-from .faceforensics_processor import FaceForensicsProcessor, VideoSource, VideoTask
+from .faceforensics_worker import FaceForensicsWorker, VideoSource, VideoTask
 from .rows import face_features
 from .settings import DEFAULT_METHODS, FFPP_METHOD_NAMES, FFPP_METHODS, BuildOptions, check_positive_int
 from .work import PrepareError, PreparePlan, WorkDir, WorkItem, file_fingerprint
@@ -291,5 +291,5 @@ def build_faceforensics(
     options = BuildOptions.of(options, **option_values)
     check_positive_int("every", every)
     plan = plan_faceforensics(root, options, methods=tuple(methods), every=every)
-    processor = FaceForensicsProcessor(every=every, work_dir=str(WorkDir(out).root), **options.cropper_fields())
-    return run_build(plan, out, processor, options, call=f"build_faceforensics({str(root)!r}, {str(out)!r})")
+    worker = FaceForensicsWorker(every=every, work_dir=str(WorkDir(out).root), **options.cropper_fields())
+    return run_build(plan, out, worker, options, call=f"build_faceforensics({str(root)!r}, {str(out)!r})")

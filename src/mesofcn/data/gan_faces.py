@@ -20,8 +20,6 @@ is synthetic; pixels where the crop leaves the image are 0).
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -37,28 +35,24 @@ from ..detection.media import load_image
 from ..detection.media_files import MediaError
 from .common import run_build
 from .execution import BuildReport
-from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
+from .rows import FaceCropper, count_row, empty_stats, face_features
 from .settings import BuildOptions, check_positive_int
+from .splitting import DEFAULT_SPLIT, check_fractions, split_images
 from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = [
-    "DEFAULT_SPLIT",
     "GAN_IMAGE_EXTENSIONS",
     "REAL_SOURCE",
-    "GanFacesProcessor",
+    "GanFacesWorker",
     "ImageChunkTask",
     "build_gan_faces",
-    "check_fractions",
     "gan_faces_features",
     "list_images",
     "plan_gan_faces",
-    "split_images",
 ]
 
 #: Name of the real source (``method`` 0, label real).
 REAL_SOURCE = "real"
-#: Train / validation / test fractions of every source (the paper's 56k/7k/7k).
-DEFAULT_SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
 #: Image files read from the source folders (recursively, case-insensitive).
 GAN_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 #: Images per work item: the unit written (and resumed) at once.
@@ -82,35 +76,6 @@ def list_images(folder: str | os.PathLike[str]) -> list[str]:
     )
 
 
-def split_images(names: Sequence[str], fractions: Sequence[float], seed: int) -> dict[str, list[str]]:
-    """Deterministic split of one source's images: ordered by sha256 of ``"<seed>/<name>"``, then cut by
-    ``fractions`` (largest remainders get the leftover images). Each split's names come back sorted."""
-    counts = _split_counts(len(names), fractions)
-    ordered = sorted(names, key=lambda name: hashlib.sha256(f"{seed}/{name}".encode()).hexdigest())
-    splits, start = {}, 0
-    for split, count in zip(SPLITS, counts, strict=True):
-        splits[split] = sorted(ordered[start : start + count])
-        start += count
-    return splits
-
-
-def _split_counts(total: int, fractions: Sequence[float]) -> list[int]:
-    exact = [total * fraction for fraction in fractions]
-    counts = [math.floor(value) for value in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda index: (counts[index] - exact[index], index))
-    for index in by_remainder[: total - sum(counts)]:
-        counts[index] += 1
-    return counts
-
-
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    """Train/validation/test fractions: three finite numbers >= 0 that sum to 1."""
-    values = tuple(float(value) for value in fractions)
-    if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or abs(sum(values) - 1) > 1e-6:
-        raise PrepareError(f"split must be three fractions >= 0 summing to 1 (train,validation,test), got {fractions}")
-    return values  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class ImageChunkTask:
     """Images of one source and split to compress, detect and crop."""
@@ -124,7 +89,7 @@ class ImageChunkTask:
 
 
 @dataclass
-class GanFacesProcessor(FaceCropper):
+class GanFacesWorker(FaceCropper):
     """Turns one :class:`ImageChunkTask` into rows (see :class:`~mesofcn.data.rows.FaceCropper`);
     ``encode_crops``: H.264-encode the face crop instead of the full image (see the module docstring)."""
 
@@ -281,5 +246,5 @@ def build_gan_faces(
     plan = plan_gan_faces(
         real, pairs, options, split=split, seed=seed, chunk_size=chunk_size, encode_crops=encode_crops
     )
-    processor = GanFacesProcessor(**options.cropper_fields(), encode_crops=encode_crops)
-    return run_build(plan, out, processor, options, call=f"build_gan_faces({str(real)!r}, ..., {str(out)!r})")
+    worker = GanFacesWorker(**options.cropper_fields(), encode_crops=encode_crops)
+    return run_build(plan, out, worker, options, call=f"build_gan_faces({str(real)!r}, ..., {str(out)!r})")

@@ -19,23 +19,21 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..detection.compression import compress_frames, compression_crf
-from ..detection.media_files import MediaError
 from .common import run_build
 from .execution import BuildReport
 from .media_lists import MediaListItem, read_media_list
 from .rows import SPLITS, FaceCropper, count_row, empty_stats, face_features
-from .sampling import media_kind, runs_of, sampled_frames
+from .sampling import media_kind, rows_of_runs
 from .settings import BuildOptions, check_positive_int
 from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
-__all__ = ["MediaItemTask", "MediaProcessor", "build_media", "media_method_names", "plan_media"]
+__all__ = ["MediaItemTask", "MediaWorker", "build_media", "media_method_names", "plan_media"]
 
 #: Sampled frames of a video compressed (and held in memory) as one H.264 clip.
 DEFAULT_CLIP_FRAMES = 64
@@ -62,7 +60,7 @@ class MediaItemTask:
 
 
 @dataclass
-class MediaProcessor(FaceCropper):
+class MediaWorker(FaceCropper):
     """Turns one :class:`MediaItemTask` into rows (see the module docstring)."""
 
     every: int = 5
@@ -73,13 +71,16 @@ class MediaProcessor(FaceCropper):
         task: MediaItemTask = item.task
         label_name = "real" if task.label == 0 else "fake"
         stats = empty_stats(task.compression, task.method_name, label_name, videos=int(task.kind == "video"))
-        rows: list[dict[str, Any]] = []
-        try:
-            frames = islice(sampled_frames(task.path, task.kind, self.every), self.max_frames)
-            for run in runs_of(frames, self.clip_frames):
-                rows += self._run_rows(task, run, stats)
-        except MediaError as error:
-            stats["notes"].append(f"{task.name}: stopped, unreadable ({error.problem})")
+        rows = rows_of_runs(
+            task.path,
+            task.kind,
+            self.every,
+            self.max_frames,
+            self.clip_frames,
+            lambda run: self._run_rows(task, run, stats),
+            stats["notes"],
+            task.name,
+        )
         return ItemResult(rows=rows, stats=stats)
 
     def _run_rows(
@@ -199,5 +200,5 @@ def build_media(
     if max_frames is not None:
         check_positive_int("max_frames", max_frames)
     plan = plan_media(labels, options, root=root, every=every, max_frames=max_frames, split=split)
-    processor = MediaProcessor(**options.cropper_fields(), every=every, max_frames=max_frames)
-    return run_build(plan, out, processor, options, call=f"build_media({str(labels)!r}, {str(out)!r})")
+    worker = MediaWorker(**options.cropper_fields(), every=every, max_frames=max_frames)
+    return run_build(plan, out, worker, options, call=f"build_media({str(labels)!r}, {str(out)!r})")

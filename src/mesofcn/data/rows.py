@@ -113,7 +113,7 @@ def face_row(
 
 @dataclass
 class FaceCropper:
-    """The detect-and-crop step shared by the builders' processors: the most confident face of an image, and its
+    """The detect-and-crop step shared by the builders' workers: the most confident face of an image, and its
     row (the processor's :func:`~mesofcn.detection.image_processing_mesofcn.crop_face` applied to the image and its
     mask).
 

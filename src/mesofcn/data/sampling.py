@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 import numpy as np
 
 from ..detection.media import load_image
-from ..detection.media_files import is_image_path, is_video_path
+from ..detection.media_files import MediaError, is_image_path, is_video_path
 from ..detection.video import FrameSampling, iter_video_frames
 
-__all__ = ["media_kind", "runs_of", "sampled_frames"]
+__all__ = ["media_kind", "rows_of_runs", "runs_of", "sampled_frames"]
 
 
 def media_kind(path: str | os.PathLike[str]) -> str | None:
@@ -37,3 +37,24 @@ def runs_of(frames: Iterator[tuple[int, np.ndarray]], length: int) -> Iterator[l
     which bounds the frames held in memory."""
     while run := list(islice(frames, length)):
         yield run
+
+
+def rows_of_runs(
+    path: str | os.PathLike[str],
+    kind: str,
+    every: int,
+    max_frames: int | None,
+    run_length: int,
+    rows_of_run: Callable[[list[tuple[int, np.ndarray]]], list[dict]],
+    notes: list[str],
+    name: str,
+) -> list[dict]:
+    """The rows ``rows_of_run`` makes of each run of a file's sampled frames (at most ``max_frames`` in all). A file
+    that stops decoding keeps the rows made so far and gets a note in ``notes``, instead of failing the build."""
+    rows: list[dict] = []
+    try:
+        for run in runs_of(islice(sampled_frames(path, kind, every), max_frames), run_length):
+            rows += rows_of_run(run)
+    except MediaError as error:
+        notes.append(f"{name}: stopped, unreadable ({error.problem})")
+    return rows

@@ -32,7 +32,6 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -40,16 +39,15 @@ from datasets import Features
 
 from ..detection.compression import compress_frames, compression_crf
 from ..detection.face_detection import DetectedFace
-from ..detection.media_files import MediaError
 from .blending import SelfBlend, SelfBlendSettings, self_blend
 from .common import run_build
 from .donors import Donor, DonorPool
 from .execution import BuildReport
-from .gan_faces import DEFAULT_SPLIT, check_fractions
 from .rows import FaceCropper, count_row, empty_stats, face_features
-from .sampling import runs_of, sampled_frames
+from .sampling import rows_of_runs
 from .self_blend_sources import SelfBlendSource, exclude_sources, list_sources, split_sources
 from .settings import BuildOptions, check_positive_int, check_probability
+from .splitting import DEFAULT_SPLIT, check_fractions
 from .work import ItemResult, PrepareError, PreparePlan, WorkItem, file_fingerprint
 
 __all__ = [
@@ -57,7 +55,7 @@ __all__ = [
     "FAKE_MASK_SOURCE",
     "METHOD_NAMES",
     "REAL_MASK_SOURCE",
-    "SelfBlendProcessor",
+    "SelfBlendWorker",
     "blend_seed",
     "build_self_blend",
     "plan_self_blend",
@@ -93,7 +91,7 @@ class SourceTask:
 
 
 @dataclass
-class SelfBlendProcessor(FaceCropper):
+class SelfBlendWorker(FaceCropper):
     """Turns one source's :class:`SourceTask` into real / pseudo-fake row pairs (see the module docstring)."""
 
     every: int = 5
@@ -111,13 +109,16 @@ class SelfBlendProcessor(FaceCropper):
     def __call__(self, item: WorkItem) -> ItemResult:
         task: SourceTask = item.task
         stats = empty_stats(task.compression, METHOD_NAMES[0], "real", videos=int(task.source.kind == "video"))
-        rows: list[dict[str, Any]] = []
-        try:
-            frames = islice(sampled_frames(task.source.path, task.source.kind, self.every), self.max_frames)
-            for clip in runs_of(frames, self.clip_frames):
-                rows += self._clip_rows(task, clip, stats)
-        except MediaError as error:
-            stats["notes"].append(f"{task.source.name}: stopped, unreadable ({error.problem})")
+        rows = rows_of_runs(
+            task.source.path,
+            task.source.kind,
+            self.every,
+            self.max_frames,
+            self.clip_frames,
+            lambda clip: self._clip_rows(task, clip, stats),
+            stats["notes"],
+            task.source.name,
+        )
         return ItemResult(rows=rows, stats=stats)
 
     def _clip_rows(
@@ -318,7 +319,7 @@ def build_self_blend(
         exclude=exclude,
         blend_options=blend_options,
     )
-    processor = SelfBlendProcessor(
+    worker = SelfBlendWorker(
         **options.cropper_fields(),
         every=every,
         seed=seed,
@@ -329,4 +330,4 @@ def build_self_blend(
         settings=SelfBlendSettings(downsample_probability=downsample_probability),
     )
     call = f"build_self_blend({[str(path) for path in real]!r}, {str(out)!r})"
-    return run_build(plan, out, processor, options, call=call)
+    return run_build(plan, out, worker, options, call=call)

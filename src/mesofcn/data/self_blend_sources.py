@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gan_faces import split_images
 from .sampling import media_kind
+from .splitting import split_images
 from .work import PrepareError
 
 __all__ = ["SelfBlendSource", "exclude_sources", "list_sources", "split_sources"]

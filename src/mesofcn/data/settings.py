@@ -151,5 +151,5 @@ class BuildOptions:
         }
 
     def cropper_fields(self) -> dict[str, Any]:
-        """The same settings as keyword arguments of a builder's processor (a ``FaceCropper``)."""
+        """The same settings as keyword arguments of a builder's worker (a ``FaceCropper``)."""
         return {**self.crop_settings(), "detector": self.detector}

@@ -31,7 +31,7 @@ from .rows import SPLITS
 
 __all__ = [
     "DATASET_MARKER",
-    "ItemProcessor",
+    "ItemWorker",
     "ItemResult",
     "PrepareError",
     "PreparePlan",
@@ -78,7 +78,7 @@ class WorkItem:
         split: "train", "validation" or "test".
         order: sort key of its rows within the split (compression, method id, video ...).
         fingerprint: hash of the inputs; a finished result with another fingerprint is redone.
-        task: what the builder's processor needs (picklable); not saved in the plan.
+        task: what the builder's worker needs (picklable); not saved in the plan.
     """
 
     key: str
@@ -107,7 +107,7 @@ class ItemResult:
     stats: dict[str, Any]
 
 
-class ItemProcessor(Protocol):
+class ItemWorker(Protocol):
     """Turns a work item into rows. Must be picklable before :meth:`setup` (it is sent to worker processes)."""
 
     def setup(self, parallel: bool) -> None:

@@ -21,7 +21,7 @@ from .rows import FaceCropper, count_row, empty_stats
 from .settings import FFPP_METHOD_NAMES
 from .work import ItemResult, WorkItem
 
-__all__ = ["FaceForensicsProcessor", "VideoSource", "VideoTask"]
+__all__ = ["FaceForensicsWorker", "VideoSource", "VideoTask"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class _Companion:
 
 
 @dataclass
-class FaceForensicsProcessor(FaceCropper):
+class FaceForensicsWorker(FaceCropper):
     """Turns one :class:`VideoTask` into rows (see :class:`~mesofcn.data.rows.FaceCropper`).
 
     ``every`` is the frame sampling; ``work_dir`` holds the temporary re-encodes of raw videos.
