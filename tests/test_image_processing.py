@@ -182,8 +182,9 @@ def test_crop_crf_encodes_each_cut_face_like_the_encoded_training_crops(tmp_path
     # An already-cropped face is only resized: it is not a cut from a frame.
     plain = processor(crop, return_tensors="pt")["pixel_values"][0]
     torch.testing.assert_close(plain, (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
-    with pytest.raises(ValueError, match="CRF must be an integer in 0..51"):
+    with pytest.raises(ValueError, match="crf must be an integer in 0..51 or a level name, got 60"):
         MesoFCNImageProcessor(crop_crf=60)
+    assert MesoFCNImageProcessor(crop_crf="c40").crop_crf == 40  # a level name is stored as its CRF
 
 
 def cv2_smooth_frame() -> np.ndarray:
