@@ -32,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -154,7 +155,7 @@ def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) ->
     from mesofcn.training.trainer import Trainer
 
     trainer = Trainer(build_train_parser().parse_args(train_argv(datasets, output, args)))
-    batches = iter(trainer.train_loader)
+    batches = epochs_of(trainer.train_loader)
     for _ in range(args.warmup):
         next(batches)
     synchronize()
@@ -166,6 +167,12 @@ def loader_rate(datasets: list[Path], output: Path, args: argparse.Namespace) ->
     del batches, trainer
     reset_accelerate()
     return rate
+
+
+def epochs_of(loader) -> Iterator[dict]:
+    """The loader's batches, epoch after epoch: a small dataset still gives --warmup + --steps batches."""
+    while True:
+        yield from loader
 
 
 def reset_accelerate() -> None:
