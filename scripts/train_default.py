@@ -27,7 +27,7 @@ Steps (each resumes where a stopped run left off; rerun the same command):
    every 225 steps with a resumable checkpoint each time. 82 minutes on 2 AVX2 cores (2026-12-01).
 6. With --ship: the checkpoint (best/ by validation AUC, or --ship-final for final/), its config, processor
    config, training arguments and validation results, with the model card from model_cards/, into the package's
-   weights/mesofcn-blends-c23-c40/ (or --ship-to), where `mesofcn detect`, `mesofcn demo`, `mesofcn evaluate
+   detection/weights/mesofcn-blends-c23-c40/ (or --ship-to), where `mesofcn detect`, `mesofcn demo`, `mesofcn evaluate
    --media` and `pipeline("deepfake-detection")` find it. The weights are derived from research-only data: they
    ship under a non-commercial research licence (see the card).
 """

@@ -20,8 +20,8 @@ Steps (each resumes where a stopped run left off; rerun the same command):
    classes, classes balanced by oversampling; see TRAIN_RECIPE. The processor saved with the checkpoint encodes
    inference crops at CRF 23 too (`crop_crf`), so a user's photo goes through the training pipeline.
 4. With --ship: the checkpoint (final/, or --ship-best for best/) with its card from model_cards/ into the
-   package's weights/mesofcn-generated/ (or --ship-to), where `mesofcn detect` and the pipeline find it. The weights
-   are derived from research-only data: they ship under a non-commercial research licence (see the card).
+   package's detection/weights/mesofcn-generated/ (or --ship-to), where `mesofcn detect` and the pipeline find it. The
+   weights are derived from research-only data: they ship under a non-commercial research licence (see the card).
 """
 
 from __future__ import annotations
