@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import cv2
@@ -43,11 +44,21 @@ def colour_mask(image: np.ndarray, colour) -> np.ndarray:
     return (image == np.asarray(colour, dtype=np.uint8)).all(axis=2)
 
 
-def decode(path: Path) -> tuple[av.video.stream.VideoStream, list[np.ndarray], str]:
+def decode(path: Path) -> tuple[SimpleNamespace, list[np.ndarray], str]:
+    """The stream's facts (read while the file is open: PyAV 18 refuses to read a closed container's stream), its
+    RGB frames and its codec name."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-        return stream, frames, stream.codec_context.name
+        facts = SimpleNamespace(
+            pix_fmt=stream.codec_context.pix_fmt,
+            width=stream.width,
+            height=stream.height,
+            average_rate=stream.average_rate,
+            duration=stream.duration,
+            time_base=stream.time_base,
+        )
+        return facts, frames, stream.codec_context.name
 
 
 def leftovers(folder: Path, keep: str) -> list[str]:
@@ -278,7 +289,7 @@ def test_video_writer_odd_size_frame_count_and_content(tmp_path):
             writer.write(frame)
         assert writer.frame_size == (17, 33)
     stream, decoded, codec = decode(target)
-    assert codec == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+    assert codec == "h264" and stream.pix_fmt == "yuv420p"
     assert (stream.width, stream.height) == (34, 18) and len(decoded) == 12
     for frame, image in zip(frames, decoded, strict=True):
         assert np.abs(image[:17, :33].astype(int) - frame).mean() < 4
