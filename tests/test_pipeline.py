@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from mesofcn import MesoFCNImageProcessor
+from mesofcn import MesoFCNImageProcessor, mask_label_positions
+from mesofcn.detection.image_processing_mesofcn import heatmap_on_frame
 from mesofcn.detection.pipeline_mesofcn import DeepfakeDetectionPipeline
+from mesofcn.reporting.reports import overlay_faces, report_to_json
 from tests.conftest import make_model, run_python_without_mesofcn
 
 
@@ -47,6 +49,26 @@ def test_image_report_has_faces_maps_and_heatmaps(detect, face_photo):
     with torch.no_grad():
         expected = make_model(seed=1)(pixels).logits.softmax(-1)[0, 1].item()
     assert abs(face["score"] - expected) < 1e-4
+
+
+def test_overlays_place_maps_by_the_checkpoint_s_crop_size_and_grid(tmp_path, face_photo):
+    """A checkpoint with a 96 px processor and a network pooling after conv 3 (a 34x34 map, not Table I's 49x49 of
+    128 px): the report keeps where its maps sit, and overlays drawn from the report later place them exactly as
+    the pipeline's own heatmaps; the 128 px Table I placement would refuse such a map."""
+    model = make_model(seed=2, pool_after=3)
+    model.save_pretrained(tmp_path)
+    MesoFCNImageProcessor(size={"height": 96, "width": 96}).save_pretrained(tmp_path)
+    report = pipeline("deepfake-detection", model=str(tmp_path), trust_remote_code=False)(str(face_photo))
+    grid = report["map_grid"]
+    assert grid["crop_size"] == 96 and grid["positions"] == mask_label_positions(model.config, 96)
+    assert len(grid["positions"]) == 34 and "map_grid" not in report_to_json(report)
+    face = report["faces"][0]
+    assert face["patch_map"].shape == (34, 34)
+    drawn = overlay_faces(report["faces"], 250, 250, grid)
+    np.testing.assert_array_equal(drawn[0].heatmap, face["heatmap"])
+    assert drawn[0].heatmap.max() > 0
+    with pytest.raises(ValueError, match="34x34 map is not this network's map of a 128-pixel crop"):
+        heatmap_on_frame(face["patch_map"], face["window"], 250, 250)
 
 
 def test_fake_checkpoint_gives_fake_verdicts_and_threshold_applies(detect_fake, face_photo):

@@ -105,14 +105,16 @@ def heatmap_on_frame(
     frame_width: int,
     crop_size: int = DEFAULT_CROP_SIZE,
     config: MesoFCNConfig | None = None,
+    positions: range | None = None,
 ) -> np.ndarray:
     """
     A face's per-patch map (e.g. 49x49 P(fake)) placed back where its crop came from: a float32
     (frame_height, frame_width) array, zero outside the crop window. The inverse of the crop geometry; `config` is
-    the network's (Table I when None), whose geometry places the map on the crop.
+    the network's (Table I when None), whose geometry places the map on the crop, or `positions` its grid as
+    `mask_label_positions` gives it (what a report keeps of the network).
     """
     grid = torch.as_tensor(np.asarray(patch_map, dtype=np.float32))
-    on_crop = upsample_segmentation_map(grid, crop_size, config).numpy()
+    on_crop = upsample_segmentation_map(grid, crop_size, config, positions).numpy()
     on_window = np.asarray(
         Image.fromarray(on_crop, mode="F").resize((window.side, window.side), resample=Image.BILINEAR),
         dtype=np.float32,
@@ -235,15 +237,18 @@ def to_uint8_values(array: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image dtype {array.dtype}")
 
 
-def upsample_segmentation_map(grid: torch.Tensor, crop_size: int, config: MesoFCNConfig | None = None) -> torch.Tensor:
+def upsample_segmentation_map(
+    grid: torch.Tensor, crop_size: int, config: MesoFCNConfig | None = None, positions: range | None = None
+) -> torch.Tensor:
     """
     Place a `(..., m, m)` per-patch map on the `crop_size` x `crop_size` face crop it came from: position i sits
-    at the centre of its receptive field (`mask_label_positions` of the network's `config`, Table I when None),
-    values between centres are interpolated linearly and the thin border outside the first/last centre repeats the
-    edge value.
+    at the centre of its receptive field (`positions`, or `mask_label_positions` of the network's `config`, Table I
+    when both are None), values between centres are interpolated linearly and the thin border outside the
+    first/last centre repeats the edge value.
     """
     size = grid.shape[-1]
-    positions = mask_label_positions(config if config is not None else TABLE_I_CONFIG, crop_size)
+    if positions is None:
+        positions = mask_label_positions(config if config is not None else TABLE_I_CONFIG, crop_size)
     if len(positions) != size:
         raise ValueError(f"a {size}x{size} map is not this network's map of a {crop_size}-pixel crop")
     span = positions[-1] - positions[0] + 1

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers.pipelines.base import ChunkPipeline
 
+from .configuration_mesofcn import mask_label_positions
 from .face_detection import DetectedFace, FaceDetector, load_face_detector
 from .image_processing_mesofcn import face_crop_window, heatmap_on_frame, to_rgb_uint8
 from .inference import prepare_for_inference
@@ -390,10 +391,10 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
             faces.append(face)
         if return_heatmaps if return_heatmaps is not None else source["media"] == "image":
             height, width = source["frame_size"][1], source["frame_size"][0]
-            crop_size = self.image_processor.size.height
+            grid = map_grid(self)
             for face in faces:
                 face["heatmap"] = heatmap_on_frame(
-                    face["patch_map"], face["window"], height, width, crop_size, self.model.config
+                    face["patch_map"], face["window"], height, width, grid["crop_size"], positions=grid["positions"]
                 )
         rule = {"min_face_fraction": min_face_fraction, "min_track_share": min_track_share}
         return build_report(source, faces, threshold, rule, self)
@@ -501,7 +502,15 @@ def build_report(
         "faces": faces,
         "model": model_name(pipe.model),
         "detector": pipe.face_detector.name,
+        "map_grid": map_grid(pipe),
     }
+
+
+def map_grid(pipe: DeepfakeDetectionPipeline) -> dict:
+    """Where the faces' patch maps sit on their crops: the crop side and the grid of the network's map on it, kept
+    in the report so that overlays drawn from it later place the maps as this model and processor do."""
+    crop_size = pipe.image_processor.size.height
+    return {"crop_size": crop_size, "positions": mask_label_positions(pipe.model.config, crop_size)}
 
 
 def model_name(model) -> str:

@@ -17,7 +17,7 @@ from .figures import track_timeline_figure
 from .overlay import OverlayFace, VideoOverlayWriter, draw_detections, write_png
 
 #: Keys of a pipeline report that hold arrays or objects and stay out of the JSON form.
-IN_MEMORY_ONLY = ("faces", "analysed_frames")
+IN_MEMORY_ONLY = ("faces", "analysed_frames", "map_grid")
 
 
 def report_to_json(report: dict) -> dict:
@@ -62,14 +62,22 @@ def summary_line(report: dict) -> str:
     )
 
 
-def overlay_faces(faces: list[dict], frame_height: int, frame_width: int) -> list[OverlayFace]:
-    """Drawable faces (box, score, label, heatmap at frame resolution) from a report's faces."""
+def overlay_faces(faces: list[dict], frame_height: int, frame_width: int, grid: dict) -> list[OverlayFace]:
+    """Drawable faces (box, score, label, heatmap at frame resolution) from a report's faces; `grid` is the report's
+    `map_grid` (crop side and map positions of the model that analysed them)."""
     return [
         OverlayFace(
             box=tuple(face["box"]),
             score=face["score"],
             label=face["label"],
-            heatmap=heatmap_on_frame(face["patch_map"], face["window"], frame_height, frame_width),
+            heatmap=heatmap_on_frame(
+                face["patch_map"],
+                face["window"],
+                frame_height,
+                frame_width,
+                grid["crop_size"],
+                positions=grid["positions"],
+            ),
             track_id=face["track_id"],
         )
         for face in faces
@@ -80,7 +88,7 @@ def write_overlay(report: dict, path: Path, quiet: bool = False) -> Path:
     """An annotated PNG (image) or H.264 MP4 (video) of a report; `path` gets the right extension."""
     if report["media"] == "image":
         image = load_image(report["path"], max_pixels=report["limits"]["max_pixels"])  # as analysed
-        faces = overlay_faces(report["faces"], image.shape[0], image.shape[1])
+        faces = overlay_faces(report["faces"], image.shape[0], image.shape[1], report["map_grid"])
         return write_png(path.with_suffix(".png"), draw_detections(image, faces))
     return write_video_overlay(report, path.with_suffix(".mp4"), quiet)
 
@@ -105,7 +113,7 @@ def write_video_overlay(report: dict, path: Path, quiet: bool) -> Path:
     with VideoOverlayWriter(path, fps=report["fps"] or 25.0) as writer:
         for frame in progress:
             if frame.index in by_frame:
-                current = overlay_faces(by_frame[frame.index], height, width)
+                current = overlay_faces(by_frame[frame.index], height, width, report["map_grid"])
             writer.write(draw_detections(frame.image, current))
     return path
 
