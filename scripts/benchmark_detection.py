@@ -14,8 +14,10 @@ The ratio fast / full is the speed-up; all at `--every` (default 1, every frame)
 
 Accuracy (`--accuracy`, with a trained `--model`): the first seconds of several real videos analysed both ways
 (default: the shared real videos), with each fast-path face matched to the full path's face of the same frame:
-median box IoU, the longest run of frames where a full-path face has no fast-path match (IoU >= 0.5), and the
-difference of each track's mean P(fake).
+median box IoU, the longest run of frames where a full-path face has no fast-path match (IoU >= 0.5), the
+difference of each track's mean P(fake), and each clip's verdict both ways. `--reference-model` runs the full path
+with another model: give the fast path an int8 export and the full path the fp32 checkpoint it came from, and the
+check covers the whole fast configuration against the old one.
 
 Memory (`--memory-minutes M`): peak memory of the fast path on an M-minute video made by looping the clip, and
 its resident memory sampled every few seconds: the curve at each tenth of the run and the growth over its middle
@@ -23,6 +25,7 @@ half (MiB a minute) tell a slow climb (something kept per frame) from a rise at 
 
     python scripts/benchmark_detection.py ../shared/data/ffpp_mini/original_sequences/youtube/c23/videos/004.mp4
     python scripts/benchmark_detection.py VIDEO --model CKPT --accuracy --json bench.json
+    python scripts/benchmark_detection.py VIDEO --no-speed --accuracy --model int8.onnx --reference-model CKPT
 """
 
 from __future__ import annotations
@@ -252,13 +255,18 @@ def cut_clip(source: Path, target: Path, seconds: float) -> Path:
     return target
 
 
-def compare_paths(model: str, clip: str, batch_size: int) -> dict:
-    """Full path vs fast path on one clip at every frame: box IoU, lost-face runs, track P(fake) differences."""
+def compare_paths(model: str, clip: str, batch_size: int, reference: str | None = None) -> dict:
+    """
+    Full path vs fast path on one clip at every frame: box IoU, lost-face runs, track P(fake) differences. The fast
+    path runs `model`; the full path runs `reference` where given (e.g. the fp32 checkpoint behind an int8 export),
+    else the same model.
+    """
     from mesofcn.detection.tracking import box_iou
 
-    pipe = load_pipeline(model, batch_size)
-    full = pipe(clip, every=1, **FULL)
-    fast = pipe(clip, every=1)
+    fast_pipe = load_pipeline(model, batch_size)
+    full_pipe = load_pipeline(reference, batch_size) if reference else fast_pipe
+    full = full_pipe(clip, every=1, **FULL)
+    fast = fast_pipe(clip, every=1)
     fast_by_frame: dict[int, list[dict]] = {}
     for face in fast["faces"]:
         fast_by_frame.setdefault(face["frame_index"], []).append(face)
@@ -292,14 +300,17 @@ def compare_paths(model: str, clip: str, batch_size: int) -> dict:
         "max_track_dp": round(float(max(track_differences)), 4) if track_differences else None,
         "mean_track_dp": round(float(np.mean(track_differences)), 4) if track_differences else None,
         "verdicts": [full["label"], fast["label"]],
+        "scores": [None if run["score"] is None else round(run["score"], 4) for run in (full, fast)],
     }
 
 
-def accuracy(model: str, videos: list[Path], seconds: float, batch_size: int, folder: Path) -> dict:
+def accuracy(
+    model: str, videos: list[Path], seconds: float, batch_size: int, folder: Path, reference: str | None = None
+) -> dict:
     rows = []
     for number, video in enumerate(videos):
         clip = cut_clip(video, folder / f"clip{number}.mp4", seconds)
-        row = compare_paths(model, str(clip), batch_size)
+        row = compare_paths(model, str(clip), batch_size, reference)
         row["video"] = str(video.relative_to(SHARED_DATA) if video.is_relative_to(SHARED_DATA) else video)
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -313,6 +324,9 @@ def accuracy(model: str, videos: list[Path], seconds: float, batch_size: int, fo
         "mean_track_dp": round(float(np.mean([row["mean_track_dp"] for row in track_dps])), 4),
         "max_track_dp": max(row["max_track_dp"] for row in track_dps),
         "verdicts_agree": sum(row["verdicts"][0] == row["verdicts"][1] for row in rows),
+        "max_item_dp": max(
+            (abs(row["scores"][0] - row["scores"][1]) for row in rows if None not in row["scores"]), default=None
+        ),
     }
 
 
@@ -365,11 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-speed", action="store_true", help="skip the speed runs")
     parser.add_argument("--accuracy", action="store_true", help="fast vs full on real clips (needs a trained --model)")
+    parser.add_argument(
+        "--reference-model",
+        help="with --accuracy: run the full path with this model instead of --model (e.g. the fp32 checkpoint "
+        "behind an int8 --model), so that the check covers the fast path and the faster network together",
+    )
     parser.add_argument("--accuracy-videos", type=int, default=12, help="how many real videos (default 12)")
     parser.add_argument("--accuracy-seconds", type=float, default=4.0, help="seconds of each (default 4)")
     parser.add_argument("--memory-minutes", type=float, help="also: fast-path peak memory on a looped 1080p video")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.reference_model and not args.accuracy:
+        parser.error("--reference-model only applies to --accuracy")
     if args.accuracy and not args.model:
         parser.error("--accuracy needs a trained --model (random weights give near-constant scores)")
     results: dict = {"video": args.video, "every": args.every, "load": os.getloadavg()[0]}
@@ -383,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             if not videos:
                 print(f"accuracy skipped: no real videos under {SHARED_DATA}")
             else:
-                results["accuracy"] = accuracy(model, videos, args.accuracy_seconds, args.batch_size, Path(folder))
+                results["accuracy"] = accuracy(
+                    model, videos, args.accuracy_seconds, args.batch_size, Path(folder), args.reference_model
+                )
                 print_accuracy(results["accuracy"])
         if args.memory_minutes:
             long_video = looped_video(Path(args.video), Path(folder) / "long.mp4", args.memory_minutes)
@@ -422,7 +445,8 @@ def print_accuracy(summary: dict) -> None:
         f"accuracy on {len(summary['videos'])} real clips: median box IoU {summary['median_iou']} (worst clip "
         f"{summary['worst_median_iou']}), longest run of frames with a face lost {summary['longest_lost_run']}, "
         f"track mean P(fake) difference mean {summary['mean_track_dp']} / max {summary['max_track_dp']}, "
-        f"verdicts agree on {summary['verdicts_agree']} of {len(summary['videos'])}"
+        f"verdicts agree on {summary['verdicts_agree']} of {len(summary['videos'])} (video P(fake) differs by at most "
+        f"{summary['max_item_dp']})"
     )
 
 
