@@ -117,8 +117,9 @@ def prepare(shared: Path, work: Path, num_proc: int) -> list[Path]:
     return built
 
 
-def train(datasets: list[Path], output: Path) -> None:
-    argv = ["train", "--dataset_dir", *map(str, datasets), "--output_dir", str(output), *TRAIN_RECIPE]
+def train(datasets: list[Path], output: Path, recipe: list[str] = TRAIN_RECIPE) -> None:
+    """`mesofcn train` with `recipe` on `datasets` into `output`, resuming from its latest checkpoint if any."""
+    argv = ["train", "--dataset_dir", *map(str, datasets), "--output_dir", str(output), *recipe]
     if list_checkpoints(output / CHECKPOINTS_DIR):
         argv += ["--resume_from_checkpoint", "latest"]
     run(argv)

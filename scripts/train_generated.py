@@ -31,13 +31,12 @@ import csv
 import os
 from pathlib import Path
 
-from train_default import HELD_OUT_MEDIA, MODEL_CARDS, REPO_ROOT, VALIDATION_MEDIA, run
+from train_default import HELD_OUT_MEDIA, MODEL_CARDS, REPO_ROOT, VALIDATION_MEDIA, run, train
 
 from mesofcn.data.gan_faces import GAN_IMAGE_EXTENSIONS
 from mesofcn.detection.defaults import GENERATED_MODEL_NAME, packaged_model_path
 from mesofcn.training.bundled_models import install_bundled_model
-from mesofcn.training.checkpoints import list_checkpoints
-from mesofcn.training.run_outputs import BEST_DIR, CHECKPOINTS_DIR, FINAL_DIR
+from mesofcn.training.run_outputs import BEST_DIR, FINAL_DIR
 
 #: The training recipe of the bundled checkpoint (everything but the folders).
 TRAIN_RECIPE = [
@@ -107,13 +106,6 @@ def prepare(shared: Path, work: Path, num_proc: int) -> Path:
     return folder
 
 
-def train(dataset: Path, output: Path) -> None:
-    argv = ["train", "--dataset_dir", str(dataset), "--output_dir", str(output), *TRAIN_RECIPE]
-    if list_checkpoints(output / CHECKPOINTS_DIR):
-        argv += ["--resume_from_checkpoint", "latest"]
-    run(argv)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared-data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
@@ -133,7 +125,7 @@ def main() -> None:
         return
     if not (args.shared_data / "gan").is_dir():
         raise SystemExit(f"{args.shared_data} has no gan/: pass --shared-data with the shared data folder")
-    train(prepare(args.shared_data, args.work, args.num_proc), output)
+    train([prepare(args.shared_data, args.work, args.num_proc)], output, TRAIN_RECIPE)
 
 
 if __name__ == "__main__":
