@@ -20,13 +20,13 @@ holds the model config, the image processor config (crop scale, size, normalizat
 int8) and the mesofcn version, so `mesofcn detect --model model.onnx` (or your own ONNX Runtime code) needs
 nothing else. The file is written to a temporary name beside --out and renamed into place.
 
---int8: static quantization by ONNX Runtime (QDQ format, int8 weights per output channel in a 7-bit range,
-uint8 activations with min/max ranges; the two 1x1 head convolutions stay float32), calibrated on real face
-crops made exactly as detection makes them (RetinaFace, then the checkpoint's image processor): up to {crops}
-crops (--calibration-crops) from the images and videos of --calibration (videos: {frames} evenly spaced frames
-each, up to {faces} faces per frame), files visited in an order that mixes the whole list. Default source: the
-real face photos in the shared research data's faces/ folder ($MESOFCN_SHARED_DATA/faces) when present;
-otherwise --calibration is required. Check an int8 file against the fp32 one on your own faces
+--int8: static quantization by ONNX Runtime (QDQ format, int8 weights per output channel in a 7-bit range, uint8
+activations with min/max ranges; the first convolution and the two 1x1 heads stay float32), calibrated on real
+face crops made exactly as detection makes them (RetinaFace, then the checkpoint's image processor): up to
+{crops} crops (--calibration-crops) from the images and videos of --calibration (videos: {frames} evenly spaced
+frames each, up to {faces} faces per frame), files visited in an order that mixes the whole list. Default
+source: the real face photos in the shared research data's faces/ folder ($MESOFCN_SHARED_DATA/faces) when
+present; otherwise --calibration is required. Check an int8 file against the fp32 one on your own faces
 (scripts/benchmark.py prints the P(fake) differences)."""
 
 
