@@ -325,7 +325,8 @@ def accuracy(
         "max_track_dp": max(row["max_track_dp"] for row in track_dps),
         "verdicts_agree": sum(row["verdicts"][0] == row["verdicts"][1] for row in rows),
         "max_item_dp": max(
-            (abs(row["scores"][0] - row["scores"][1]) for row in rows if None not in row["scores"]), default=None
+            (round(abs(row["scores"][0] - row["scores"][1]), 4) for row in rows if None not in row["scores"]),
+            default=None,
         ),
     }
 
