@@ -389,15 +389,16 @@ class DeepfakeDetectionPipeline(ChunkPipeline):
                 # Videos keep one map per analysed face until the report is built: half precision halves that.
                 face["patch_map"] = patch_map if source["media"] == "image" else patch_map.astype(np.float16)
             faces.append(face)
+        rule = {"min_face_fraction": min_face_fraction, "min_track_share": min_track_share}
+        report = build_report(source, faces, threshold, rule, self)
         if return_heatmaps if return_heatmaps is not None else source["media"] == "image":
             height, width = source["frame_size"][1], source["frame_size"][0]
-            grid = map_grid(self)
+            grid = report["map_grid"]
             for face in faces:
                 face["heatmap"] = heatmap_on_frame(
                     face["patch_map"], face["window"], height, width, grid["crop_size"], positions=grid["positions"]
                 )
-        rule = {"min_face_fraction": min_face_fraction, "min_track_share": min_track_share}
-        return build_report(source, faces, threshold, rule, self)
+        return report
 
 
 def open_source(inputs, sampling: FrameSampling, limits: MediaLimits, progress: bool):

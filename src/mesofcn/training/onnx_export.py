@@ -38,12 +38,11 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_METHOD = "minmax"
 #: Crops per calibration batch (and per batch of intermediate outputs the min/max calibrator reduces at once).
 CALIBRATION_BATCH = 16
-#: Which convolutions stay in float32 in an int8 export by default (see `quantize_int8`): the two 1x1 heads, which
-#: cost ~0.1% of the compute; on the trained development checkpoint this halves the error of the segmentation map
-#: (mean |ΔP| per patch 0.0029 -> 0.0015) and leaves P(fake)'s (max 0.004, mean 0.001) as it is.
-#: Convolutions left in float32 by --int8: the first (on raw pixels) and the two 1x1 heads. On five checkpoints of a
-#: trained run (2026-12-08), keeping the first one too cut the largest |ΔP(fake)| on 96 held-out real faces from
-#: 0.011-0.063 to 0.006-0.017, at no measurable cost in speed (3 input channels: the cheapest layer).
+#: Which convolutions stay in float32 in an int8 export by default (see `quantize_int8`): the first (on raw pixels,
+#: 3 input channels: the cheapest layer) and the two 1x1 heads (~0.1% of the compute). The heads halve the error of
+#: the segmentation map on the trained development checkpoint (mean |ΔP| per patch 0.0029 -> 0.0015); the first
+#: convolution cut the largest |ΔP(fake)| on 96 held-out real faces from 0.011-0.063 to 0.006-0.017 over five
+#: checkpoints of a trained run (2026-12-08), at no measurable cost in speed.
 DEFAULT_KEEP_FLOAT = ("first", "heads")
 KEEP_FLOAT_CHOICES = ("first", "heads")
 
